@@ -1,0 +1,488 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/summary"
+)
+
+// jsonInts renders ids as a JSON array for json_each().
+func jsonInts[T int64 | uint32](ids []T) string {
+	var b strings.Builder
+	b.Grow(len(ids)*8 + 2)
+	b.WriteByte('[')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(int64(id), 10))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// parsedMessage is a message ready to insert: parsed once, whatever the
+// number of copies.
+type parsedMessage struct {
+	raw            []byte
+	summary        []byte
+	header, body   string
+	internalDateNs int64
+}
+
+func (s *Store) parse(raw []byte, internalDate time.Time) (*parsedMessage, error) {
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("empty message: %w", storage.ErrInvalid)
+	}
+	if int64(len(raw)) > s.maxSize {
+		return nil, fmt.Errorf("message of %d bytes: %w", len(raw), storage.ErrTooLarge)
+	}
+	sum, err := summary.Parse(raw)
+	if err != nil {
+		s.log.Warn("sqlite: message summary: unparsable message, storing a minimal summary", "err", err, "size", len(raw))
+		sum = summary.Minimal(raw)
+	}
+	enc, err := summary.Encode(sum)
+	if err != nil {
+		if enc, err = summary.Encode(summary.Minimal(raw)); err != nil {
+			return nil, err
+		}
+	}
+	header, body := summary.SearchText(raw)
+	if internalDate.IsZero() {
+		internalDate = time.Now()
+	}
+	return &parsedMessage{raw: raw, summary: enc, header: header, body: body, internalDateNs: unixNano(internalDate)}, nil
+}
+
+func insertBlob(ctx context.Context, tx *sql.Tx, p *parsedMessage) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (size, summary, search_header, search_body, raw) VALUES (?, ?, ?, ?, ?)`,
+		len(p.raw), p.summary, p.header, p.body, p.raw)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// allocUID takes the next UID of a mailbox and a new modseq: UIDs strictly
+// ascend (RFC 9051 2.3.1.1) and every change gets a higher modseq (RFC 7162
+// 3.1.1).
+func allocUID(ctx context.Context, tx *sql.Tx, mbox storage.MailboxID) (uid uint32, modseq uint64, err error) {
+	var u, m int64
+	err = tx.QueryRowContext(ctx, `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+		WHERE id = ? RETURNING uidnext - 1, highestmodseq`, mbox).Scan(&u, &m)
+	if err != nil {
+		return 0, 0, err
+	}
+	if u <= 0 || u >= math.MaxUint32 {
+		return 0, 0, fmt.Errorf("mailbox %d: UIDs exhausted: %w", mbox, storage.ErrTooLarge)
+	}
+	return uint32(u), uint64(m), nil
+}
+
+// bumpModSeq gives a mailbox a new highest modseq and returns it.
+func bumpModSeq(ctx context.Context, tx *sql.Tx, mbox storage.MailboxID) (uint64, error) {
+	var m int64
+	err := tx.QueryRowContext(ctx, `UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq`, mbox).Scan(&m)
+	return uint64(m), err
+}
+
+func insertMessage(ctx context.Context, tx *sql.Tx, mbox storage.MailboxID, blob int64, flags []string, internalDateNs, size int64) (uint32, uint64, error) {
+	uid, modseq, err := allocUID(ctx, tx, mbox)
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO messages (mailbox, uid, modseq, flags, seen, deleted, internaldate, size, blob)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		mbox, uid, modseq, joinFlags(flags), boolInt(hasFlag(flags, storage.FlagSeen)), boolInt(hasFlag(flags, storage.FlagDeleted)),
+		internalDateNs, size, blob)
+	return uid, modseq, err
+}
+
+// Append stores one message in one mailbox (IMAP APPEND, RFC 9051 6.3.12).
+// A missing mailbox is ErrNotFound (the IMAP layer answers TRYCREATE).
+func (s *Store) Append(ctx context.Context, acct storage.AccountID, mailbox string, msg storage.NewMessage) (storage.Delivered, error) {
+	d, err := s.deliver(ctx, "append", msg.Raw, msg.InternalDate, []storage.Recipient{{Account: acct, Mailbox: mailbox, Flags: msg.Flags}})
+	if err != nil {
+		return storage.Delivered{}, err
+	}
+	return d[0], nil
+}
+
+// Deliver stores one message for every recipient in one transaction: all
+// copies share one stored blob. An unknown account or mailbox fails the
+// whole delivery with ErrNotFound; nothing is stored.
+func (s *Store) Deliver(ctx context.Context, raw []byte, internalDate time.Time, rcpts []storage.Recipient) ([]storage.Delivered, error) {
+	return s.deliver(ctx, "deliver", raw, internalDate, rcpts)
+}
+
+func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate time.Time, rcpts []storage.Recipient) ([]storage.Delivered, error) {
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("sqlite: %s: no recipients: %w", op, storage.ErrInvalid)
+	}
+	type target struct {
+		name  string
+		flags []string
+	}
+	targets := make([]target, len(rcpts))
+	for i, r := range rcpts {
+		name, err := normMailboxName(r.Mailbox)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
+		}
+		flags, err := normFlags(r.Flags)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+		targets[i] = target{name, flags}
+	}
+	p, err := s.parse(raw, internalDate)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	out := make([]storage.Delivered, 0, len(rcpts))
+	err = s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+		out = out[:0]
+		blob, err := insertBlob(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		for i, r := range rcpts {
+			m, err := mailboxByName(ctx, tx, r.Account, targets[i].name)
+			if err != nil {
+				return fmt.Errorf("account %d: %w", r.Account, err)
+			}
+			uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, targets[i].flags, p.internalDateNs, int64(len(raw)))
+			if err != nil {
+				return err
+			}
+			out = append(out, storage.Delivered{Account: r.Account, Mailbox: m.ID, UIDValidity: m.UIDValidity, UID: uid})
+			ch.add(r.Account, storage.Change{Kind: storage.ChangeMessageAdded, Mailbox: m.ID, UID: uid, ModSeq: modseq, Flags: targets[i].flags})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+const messageColumns = `m.uid, m.modseq, m.flags, m.internaldate, m.size, b.summary`
+
+func scanMessages(rows *sql.Rows) ([]storage.MessageInfo, error) {
+	defer rows.Close()
+	var out []storage.MessageInfo
+	for rows.Next() {
+		var mi storage.MessageInfo
+		var uid, modseq, date int64
+		var flags string
+		if err := rows.Scan(&uid, &modseq, &flags, &date, &mi.Size, &mi.Summary); err != nil {
+			return nil, err
+		}
+		mi.UID, mi.ModSeq, mi.Flags, mi.InternalDate = uint32(uid), uint64(modseq), splitFlags(flags), fromUnixNano(date)
+		out = append(out, mi)
+	}
+	return out, rows.Err()
+}
+
+// Messages lists a mailbox in UID order.
+func (s *Store) Messages(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID) ([]storage.MessageInfo, error) {
+	var out []storage.MessageInfo
+	err := s.read(ctx, "messages", func(tx *sql.Tx) error {
+		if _, err := mailboxByID(ctx, tx, acct, mbox); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN blobs b ON b.id = m.blob
+			WHERE m.mailbox = ? ORDER BY m.uid`, mbox)
+		if err != nil {
+			return err
+		}
+		out, err = scanMessages(rows)
+		return err
+	})
+	return out, err
+}
+
+// MessagesByUID returns the listed UIDs that exist, in UID order.
+func (s *Store) MessagesByUID(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uids []uint32) ([]storage.MessageInfo, error) {
+	var out []storage.MessageInfo
+	err := s.read(ctx, "messages by uid", func(tx *sql.Tx) error {
+		if _, err := mailboxByID(ctx, tx, acct, mbox); err != nil {
+			return err
+		}
+		if len(uids) == 0 {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN blobs b ON b.id = m.blob
+			WHERE m.mailbox = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`, mbox, jsonInts(uids))
+		if err != nil {
+			return err
+		}
+		out, err = scanMessages(rows)
+		return err
+	})
+	return out, err
+}
+
+// RawMessage returns the message bytes exactly as received.
+func (s *Store) RawMessage(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uid uint32) ([]byte, error) {
+	var raw []byte
+	err := s.read(ctx, "raw message", func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT b.raw FROM messages m JOIN mailboxes x ON x.id = m.mailbox JOIN blobs b ON b.id = m.blob
+			WHERE x.account = ? AND m.mailbox = ? AND m.uid = ?`, acct, mbox, uid).Scan(&raw)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("message %d: %w", uid, storage.ErrNotFound)
+		}
+		return err
+	})
+	return raw, err
+}
+
+// SearchText returns the folded header and body text of a message
+// (summary.SearchText, computed at delivery).
+func (s *Store) SearchText(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uid uint32) (header, body string, err error) {
+	err = s.read(ctx, "search text", func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT b.search_header, b.search_body FROM messages m JOIN mailboxes x ON x.id = m.mailbox JOIN blobs b ON b.id = m.blob
+			WHERE x.account = ? AND m.mailbox = ? AND m.uid = ?`, acct, mbox, uid).Scan(&header, &body)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("message %d: %w", uid, storage.ErrNotFound)
+		}
+		return err
+	})
+	return header, body, err
+}
+
+// StoreFlags changes flags (RFC 9051 6.4.6). All messages changed by one
+// call share one new modseq; messages whose flags do not change keep their
+// modseq and are not reported. With unchangedSince > 0 (RFC 7162 3.1.3
+// UNCHANGEDSINCE), messages whose modseq is higher are left alone and
+// returned in failed.
+func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uids []uint32, op storage.FlagOp, flags []string, unchangedSince uint64) (updated []storage.FlagUpdate, failed []uint32, err error) {
+	if op != storage.FlagsSet && op != storage.FlagsAdd && op != storage.FlagsRemove {
+		return nil, nil, fmt.Errorf("sqlite: store flags: op %d: %w", op, storage.ErrInvalid)
+	}
+	nflags, err := normFlags(flags)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: store flags: %w", err)
+	}
+	err = s.write(ctx, "store flags", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+		updated, failed = nil, nil
+		if _, err := mailboxByID(ctx, tx, acct, mbox); err != nil {
+			return err
+		}
+		if len(uids) == 0 {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT uid, modseq, flags FROM messages
+			WHERE mailbox = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`, mbox, jsonInts(uids))
+		if err != nil {
+			return err
+		}
+		type change struct {
+			uid   uint32
+			flags []string
+		}
+		var todo []change
+		for rows.Next() {
+			var uid, modseq int64
+			var cur string
+			if err := rows.Scan(&uid, &modseq, &cur); err != nil {
+				rows.Close()
+				return err
+			}
+			if unchangedSince > 0 && uint64(modseq) > unchangedSince {
+				failed = append(failed, uint32(uid))
+				continue
+			}
+			if next, changed := applyFlags(splitFlags(cur), op, nflags); changed {
+				todo = append(todo, change{uint32(uid), next})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		modseq, err := bumpModSeq(ctx, tx, mbox)
+		if err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox = ? AND uid = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, c := range todo {
+			if _, err := stmt.ExecContext(ctx, joinFlags(c.flags), boolInt(hasFlag(c.flags, storage.FlagSeen)),
+				boolInt(hasFlag(c.flags, storage.FlagDeleted)), modseq, mbox, c.uid); err != nil {
+				return err
+			}
+			updated = append(updated, storage.FlagUpdate{UID: c.uid, ModSeq: modseq, Flags: c.flags})
+			ch.add(acct, storage.Change{Kind: storage.ChangeFlags, Mailbox: mbox, UID: c.uid, ModSeq: modseq, Flags: c.flags})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return updated, failed, nil
+}
+
+// Expunge removes the listed messages that carry \Deleted (all of them when
+// uids is nil: RFC 9051 6.4.3 EXPUNGE, 6.4.9 UID EXPUNGE).
+func (s *Store) Expunge(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uids []uint32) ([]uint32, error) {
+	var removed []uint32
+	err := s.write(ctx, "expunge", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+		removed = nil
+		if _, err := mailboxByID(ctx, tx, acct, mbox); err != nil {
+			return err
+		}
+		if uids != nil && len(uids) == 0 {
+			return nil
+		}
+		q := `SELECT uid, blob FROM messages WHERE mailbox = ? AND deleted = 1 ORDER BY uid`
+		args := []any{mbox}
+		if uids != nil {
+			q = `SELECT uid, blob FROM messages WHERE mailbox = ? AND deleted = 1 AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`
+			args = append(args, jsonInts(uids))
+		}
+		var blobs []int64
+		var err error
+		removed, blobs, err = uidsAndBlobs(ctx, tx, q, args...)
+		if err != nil || len(removed) == 0 {
+			return err
+		}
+		return expungeUIDs(ctx, tx, ch, acct, mbox, removed, blobs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return removed, nil
+}
+
+func uidsAndBlobs(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]uint32, []int64, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var uids []uint32
+	var blobs []int64
+	for rows.Next() {
+		var uid, blob int64
+		if err := rows.Scan(&uid, &blob); err != nil {
+			return nil, nil, err
+		}
+		uids = append(uids, uint32(uid))
+		blobs = append(blobs, blob)
+	}
+	return uids, blobs, rows.Err()
+}
+
+// expungeUIDs deletes messages, drops their unreferenced blobs and records
+// the expunges under one new modseq.
+func expungeUIDs(ctx context.Context, tx *sql.Tx, ch *changes, acct storage.AccountID, mbox storage.MailboxID, uids []uint32, blobs []int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE mailbox = ? AND uid IN (SELECT value FROM json_each(?))`, mbox, jsonInts(uids)); err != nil {
+		return err
+	}
+	if err := dropOrphanBlobs(ctx, tx, blobs); err != nil {
+		return err
+	}
+	modseq, err := bumpModSeq(ctx, tx, mbox)
+	if err != nil {
+		return err
+	}
+	for _, uid := range uids {
+		ch.add(acct, storage.Change{Kind: storage.ChangeExpunged, Mailbox: mbox, UID: uid, ModSeq: modseq})
+	}
+	return nil
+}
+
+// Copy copies messages to another mailbox of the same account (RFC 9051
+// 6.4.7) and reports COPYUID data (RFC 4315 3). The copies share the stored
+// blob and keep flags and internal date.
+func (s *Store) Copy(ctx context.Context, acct storage.AccountID, from storage.MailboxID, uids []uint32, to string) (storage.CopyResult, error) {
+	return s.copyMove(ctx, "copy", acct, from, uids, to, false)
+}
+
+// Move moves messages atomically: copy then expunge, one transaction (RFC
+// 6851 3.3).
+func (s *Store) Move(ctx context.Context, acct storage.AccountID, from storage.MailboxID, uids []uint32, to string) (storage.CopyResult, error) {
+	return s.copyMove(ctx, "move", acct, from, uids, to, true)
+}
+
+func (s *Store) copyMove(ctx context.Context, op string, acct storage.AccountID, from storage.MailboxID, uids []uint32, to string, move bool) (storage.CopyResult, error) {
+	to, err := normMailboxName(to)
+	if err != nil {
+		return storage.CopyResult{}, fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
+	}
+	var res storage.CopyResult
+	err = s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+		res = storage.CopyResult{}
+		if _, err := mailboxByID(ctx, tx, acct, from); err != nil {
+			return err
+		}
+		dst, err := mailboxByName(ctx, tx, acct, to)
+		if err != nil {
+			return err
+		}
+		res.UIDValidity = dst.UIDValidity
+		if len(uids) == 0 {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT uid, flags, internaldate, size, blob FROM messages
+			WHERE mailbox = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`, from, jsonInts(uids))
+		if err != nil {
+			return err
+		}
+		type src struct {
+			uid        int64
+			flags      string
+			date, size int64
+			blob       int64
+		}
+		var srcs []src
+		for rows.Next() {
+			var m src
+			if err := rows.Scan(&m.uid, &m.flags, &m.date, &m.size, &m.blob); err != nil {
+				rows.Close()
+				return err
+			}
+			srcs = append(srcs, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var blobs []int64
+		for _, m := range srcs {
+			flags := splitFlags(m.flags)
+			uid, modseq, err := insertMessage(ctx, tx, dst.ID, m.blob, flags, m.date, m.size)
+			if err != nil {
+				return err
+			}
+			res.SourceUIDs = append(res.SourceUIDs, uint32(m.uid))
+			res.DestUIDs = append(res.DestUIDs, uid)
+			blobs = append(blobs, m.blob)
+			ch.add(acct, storage.Change{Kind: storage.ChangeMessageAdded, Mailbox: dst.ID, UID: uid, ModSeq: modseq, Flags: flags})
+		}
+		if move && len(srcs) > 0 {
+			return expungeUIDs(ctx, tx, ch, acct, from, res.SourceUIDs, blobs)
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.CopyResult{}, err
+	}
+	return res, nil
+}
