@@ -1,0 +1,278 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/relais-mssante/relais/storage"
+)
+
+// Defaults applied by NewInbound and NewSubmission when Config leaves a
+// field zero.
+const (
+	DefaultMaxMessageBytes = 64 << 20
+	DefaultMaxRecipients   = 100
+)
+
+const (
+	// maxLineLength bounds a command or message line, CRLF included. RFC
+	// 5321 4.5.3.1.6 says 1000, but 4.5.3.1 asks servers to be tolerant, and
+	// real clients (HTML mail from some webmails and hospital software)
+	// exceed it; Postfix accepts 2048 and wraps. 4096 keeps us tolerant
+	// while still bounding memory per line. BDAT chunks (RFC 3030) are not
+	// line-limited.
+	maxLineLength = 4096
+	// readTimeout is how long we wait for the next command: RFC 5321
+	// 4.5.3.2.7 asks the server to wait at least 5 minutes.
+	readTimeout = 5 * time.Minute
+	// writeTimeout bounds a reply write to a client that does not read.
+	writeTimeout = time.Minute
+	// dataBlockTimeout bounds each read while a message is transferred (RFC
+	// 5321 4.5.3.2.5 gives the client 3 minutes per block; we allow 5).
+	dataBlockTimeout = 5 * time.Minute
+	// storeTimeout bounds one storage call made on behalf of a command.
+	storeTimeout = 2 * time.Minute
+	// drainInterval is how often Shutdown looks for sessions that went idle.
+	drainInterval = 50 * time.Millisecond
+)
+
+// Config configures a listener.
+type Config struct {
+	Hostname        string      // used in greeting and Received
+	TLS             *tls.Config // STARTTLS; the caller wraps the listener with tls.NewListener for implicit TLS (465)
+	MaxMessageBytes int64       // default 64 MiB
+	MaxRecipients   int         // default 100
+	Logger          *slog.Logger
+}
+
+// Deliverer stores a message for local recipients: every copy in one
+// transaction, committed durably before it returns nil.
+type Deliverer interface {
+	Deliver(ctx context.Context, raw []byte, internalDate time.Time, rcpts []storage.Recipient) ([]storage.Delivered, error)
+}
+
+// Accounts tells which domains are local and which accounts exist.
+type Accounts interface {
+	AccountByAddress(ctx context.Context, address string) (storage.Account, error)
+	HasDomain(ctx context.Context, name string) (bool, error)
+}
+
+// Store is what the listeners need from storage.
+type Store interface {
+	Deliverer
+	Accounts
+}
+
+// Authenticator checks a username and password (internal/authn satisfies
+// it); it returns authn.ErrBadCredentials or authn.ErrThrottled on refusal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote net.Addr) (storage.Account, error)
+}
+
+// mode is which listener a session belongs to.
+type mode int
+
+const (
+	modeInbound mode = iota
+	modeSubmission
+)
+
+func (m mode) String() string {
+	if m == modeSubmission {
+		return "submission"
+	}
+	return "inbound"
+}
+
+// Server is one SMTP listener (inbound or submission). Serve may be called
+// on several listeners (587 and 465 share a submission Server).
+type Server struct {
+	mode  mode
+	cfg   Config
+	store Store
+	auth  Authenticator
+	log   *slog.Logger
+	smtp  *smtp.Server
+
+	panics   atomic.Int64
+	draining atomic.Bool
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	upgraded map[string]string // remote address -> connection id, between STARTTLS and EHLO
+}
+
+// NewInbound returns the port 25 listener: mail from other operators, no
+// AUTH, local recipients only, null reverse-path accepted (bounces).
+func NewInbound(cfg Config, store Store) *Server {
+	return newServer(modeInbound, cfg, store, nil)
+}
+
+// NewSubmission returns the submission listener (587 with STARTTLS, 465
+// behind tls.NewListener): AUTH PLAIN or LOGIN over TLS before MAIL, the
+// account must own the envelope sender and every From address (RFC 6409).
+func NewSubmission(cfg Config, store Store, auth Authenticator) *Server {
+	return newServer(modeSubmission, cfg, store, auth)
+}
+
+func newServer(m mode, cfg Config, store Store, auth Authenticator) *Server {
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxRecipients <= 0 {
+		cfg.MaxRecipients = DefaultMaxRecipients
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		mode:     m,
+		cfg:      cfg,
+		store:    store,
+		auth:     auth,
+		log:      log.With("listener", m.String()),
+		sessions: make(map[*session]struct{}),
+		upgraded: make(map[string]string),
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = cfg.Hostname
+	srv.TLSConfig = cfg.TLS
+	srv.MaxMessageBytes = cfg.MaxMessageBytes // SIZE, RFC 1870
+	srv.MaxRecipients = cfg.MaxRecipients     // 452 4.5.3, RFC 5321 4.5.3.1.8
+	srv.MaxLineLength = maxLineLength
+	srv.AllowInsecureAuth = false // RFC 4954 4, RFC 3207 4: no AUTH in clear
+	srv.ReadTimeout = readTimeout
+	srv.WriteTimeout = writeTimeout
+	srv.EnableSMTPUTF8 = true   // RFC 6531
+	srv.EnableBINARYMIME = true // RFC 3030; CHUNKING is always on in go-smtp
+	srv.EnableDSN = false       // no queue yet
+	srv.ErrorLog = errorLog{s}
+	s.smtp = srv
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown. It returns nil after
+// Shutdown, the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.draining.Load() {
+		ln.Close()
+		return nil
+	}
+	if err := s.smtp.Serve(ln); err != nil {
+		return fmt.Errorf("smtpd: %s: serving %s: %w", s.mode, ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, closes the idle ones (clients see
+// 421) and lets transactions in flight finish. When ctx ends first, it closes
+// the remaining sessions' connections and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- s.smtp.Shutdown(context.Background()) }()
+	tick := time.NewTicker(drainInterval)
+	defer tick.Stop()
+	for {
+		s.closeIdle()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				return fmt.Errorf("smtpd: %s: shutdown: %w", s.mode, err)
+			}
+			return nil
+		case <-ctx.Done():
+			s.mu.Lock()
+			for sess := range s.sessions {
+				sess.conn.Conn().Close()
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("smtpd: %s: shutdown: %w", s.mode, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// closeIdle makes every session outside a transaction end: its pending read
+// times out and go-smtp answers 421 and closes. It is repeated while
+// draining because go-smtp re-arms the deadline before each command.
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		sess.closeIfIdle()
+	}
+}
+
+// Panics returns how many panics were recovered while serving.
+func (s *Server) Panics() int64 { return s.panics.Load() }
+
+func (s *Server) track(sess *session) {
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+}
+
+// connID returns the id of the connection from remote: the one kept at
+// STARTTLS, or a new one.
+func (s *Server) connID(remote net.Addr) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id, ok := s.upgraded[remote.String()]; ok {
+		delete(s.upgraded, remote.String())
+		return id
+	}
+	return newID()
+}
+
+// keepConnID remembers a connection id across STARTTLS. A client that
+// leaves between STARTTLS and EHLO leaves an entry behind: the map is
+// bounded and simply forgotten when full.
+func (s *Server) keepConnID(remote net.Addr, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.upgraded) >= 4096 {
+		clear(s.upgraded)
+	}
+	s.upgraded[remote.String()] = id
+}
+
+// errorLog receives go-smtp's internal error reports. A "panic serving"
+// report that our own recovery did not see first (a panic inside go-smtp)
+// is counted here.
+type errorLog struct{ s *Server }
+
+func (l errorLog) Printf(format string, v ...any) { l.report(fmt.Sprintf(format, v...)) }
+func (l errorLog) Println(v ...any)               { l.report(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (l errorLog) report(msg string) {
+	switch {
+	case strings.Contains(msg, recoveredMarker):
+		// Already counted and logged with the session's context.
+	case strings.HasPrefix(msg, "panic serving"):
+		l.s.panics.Add(1)
+		l.s.log.Error("smtp panic recovered by go-smtp", "detail", msg)
+	default:
+		l.s.log.Debug("smtp connection error", "detail", msg)
+	}
+}

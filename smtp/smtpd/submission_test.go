@@ -1,0 +1,200 @@
+package smtpd_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relais-mssante/relais/storage"
+)
+
+func TestSubmissionMultiRecipientAndSentCopy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.submit(drAddr, drPass)
+	// bob is a Bcc: he is not in the header, and the header is kept as is.
+	msg := message("Dr Test <"+drAddr+">", nurse, "multi", "Hello,\r\n.leading dot\r\nbye\r\n")
+	require.NoError(t, c.SendMail(drAddr, []string{nurse, bob, "NURSE@Demo.Test"}, strings.NewReader(msg)))
+	require.NoError(t, c.Quit())
+
+	for _, who := range []string{nurse, bob} {
+		raw, _ := e.only(who, "INBOX")
+		trace, rest := splitTrace(t, raw)
+		assert.Equal(t, msg, string(rest), "stored byte for byte after the trace headers")
+		assert.Contains(t, trace, "Return-Path: <"+drAddr+">\r\n")
+		assert.Contains(t, trace, "by "+hostname+" (Relais) with ESMTPSA id ")
+		assert.NotContains(t, trace, "for <", "several recipients: no for clause")
+	}
+	raw, info := e.only(drAddr, "Sent")
+	_, rest := splitTrace(t, raw)
+	assert.Equal(t, msg, string(rest))
+	assert.Contains(t, info.Flags, storage.FlagSeen)
+	assert.Empty(t, e.mailbox(drAddr, "INBOX"))
+	for _, who := range []string{nurse, bob} {
+		_, info := e.only(who, "INBOX")
+		assert.NotContains(t, info.Flags, storage.FlagSeen)
+	}
+}
+
+func TestSubmissionSingleRecipientTrace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.submit(drAddr, drPass)
+	msg := message(drAddr, nurse, "single", "Hi\r\n")
+	require.NoError(t, c.SendMail(drAddr, []string{nurse}, strings.NewReader(msg)))
+	raw, _ := e.only(nurse, "INBOX")
+	trace, _ := splitTrace(t, raw)
+	assert.Regexp(t, `^Return-Path: <dr@demo\.test>\r\n`+
+		`Received: from localhost \(\[127\.0\.0\.1\]\)\r\n`+
+		`\t\(using TLSv1\.[23] with cipher [A-Z0-9_]+\)\r\n`+
+		`\tby mx\.demo\.test \(Relais\) with ESMTPSA id [0-9a-f]{12}\r\n`+
+		`\tfor <nurse@demo\.test>; [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n$`, trace)
+}
+
+func TestSubmissionSenderMustOwnAddresses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.submit(drAddr, drPass)
+
+	// Envelope sender of another account: 553 5.7.1 at MAIL.
+	requireReply(t, c.Mail(nurse, nil), 553, smtp.EnhancedCode{5, 7, 1})
+	// Null sender: only MTAs send bounces.
+	requireReply(t, c.Mail("", nil), 553, smtp.EnhancedCode{5, 7, 1})
+	// Case of the domain and local part does not matter.
+	require.NoError(t, c.Mail("DR@DEMO.TEST", nil))
+	require.NoError(t, c.Reset())
+
+	// From header of a colleague: 550 5.7.1 at the end of DATA.
+	for _, from := range []string{nurse, "Dr <" + drAddr + ">, " + nurse} {
+		err := c.SendMail(drAddr, []string{bob}, strings.NewReader(message(from, bob, "forged", "x\r\n")))
+		msg := requireReply(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+		assert.Contains(t, msg, "From")
+	}
+	// No From at all.
+	err := c.SendMail(drAddr, []string{bob}, strings.NewReader("Subject: none\r\n\r\nx\r\n"))
+	requireReply(t, err, 550, smtp.EnhancedCode{5, 6, 0})
+	assert.Empty(t, e.mailbox(bob, "INBOX"))
+	assert.Empty(t, e.mailbox(drAddr, "Sent"))
+
+	// An encoded display name is fine.
+	require.NoError(t, c.SendMail(drAddr, []string{bob}, strings.NewReader(message("=?utf-8?q?Dr_=C3=89mile?= <"+drAddr+">", bob, "ok", "x\r\n"))))
+	e.only(bob, "INBOX")
+}
+
+func TestSubmissionRecipients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.submit(drAddr, drPass)
+	require.NoError(t, c.Mail(drAddr, nil))
+	requireReply(t, c.Rcpt("nobody@demo.test", nil), 550, smtp.EnhancedCode{5, 1, 1})
+	msg := requireReply(t, c.Rcpt("someone@other-operator.test", nil), 550, smtp.EnhancedCode{5, 7, 1})
+	assert.Equal(t, "Relay to other operators is not enabled yet", msg)
+	// The transaction goes on with the accepted recipient.
+	require.NoError(t, c.Rcpt(nurse, nil))
+	require.NoError(t, send(c, message(drAddr, nurse, "rest", "x\r\n")))
+	e.only(nurse, "INBOX")
+}
+
+func TestSubmissionMailBeforeAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, err := smtp.DialStartTLS(e.subAddr, e.client)
+	require.NoError(t, err)
+	defer c.Close()
+	requireReply(t, c.Mail(drAddr, nil), 530, smtp.EnhancedCode{5, 7, 0})
+}
+
+func TestSubmissionUTF8(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c := e.submit(elise, userPass)
+	ok, _ := c.Extension("SMTPUTF8")
+	require.True(t, ok)
+	ok, _ = c.Extension("8BITMIME")
+	require.True(t, ok)
+
+	// Without SMTPUTF8 a non-ASCII address is refused (RFC 6531 3.4).
+	requireReply(t, c.Mail(elise, &smtp.MailOptions{Body: smtp.Body8BitMIME}), 553, smtp.EnhancedCode{5, 6, 7})
+
+	msg := "From: Élise Mérieux <" + elise + ">\r\nTo: " + nurse + "\r\nSubject: Compte rendu — été\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+		"Bien reçu, à très bientôt.\r\n"
+	require.NoError(t, c.Mail(elise, &smtp.MailOptions{UTF8: true, Body: smtp.Body8BitMIME}))
+	require.NoError(t, c.Rcpt(nurse, nil))
+	require.NoError(t, send(c, msg))
+
+	// And to an accented recipient.
+	require.NoError(t, c.SendMail(elise, []string{elise}, strings.NewReader(msg)))
+
+	raw, _ := e.only(nurse, "INBOX")
+	trace, rest := splitTrace(t, raw)
+	assert.Equal(t, msg, string(rest))
+	assert.Contains(t, trace, "Return-Path: <"+elise+">")
+	assert.Contains(t, trace, "with UTF8SMTPSA id")
+	raw, _ = e.only(elise, "INBOX")
+	trace, _ = splitTrace(t, raw)
+	assert.Contains(t, trace, "for <"+elise+">")
+	assert.Len(t, e.mailbox(elise, "Sent"), 2)
+}
+
+func TestSubmissionPipelining(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	tc := dialRaw(t, e.tlsAddr, e.client)
+	tc.expect(220)
+	tc.send("EHLO client.test")
+	ehlo := tc.expect(250)
+	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "BINARYMIME", "SIZE 67108864", "AUTH PLAIN LOGIN"} {
+		assert.Contains(t, ehlo, ext)
+	}
+	assert.NotContains(t, ehlo, "DSN")
+	assert.NotContains(t, ehlo, "STARTTLS", "already TLS")
+	tc.send("AUTH PLAIN " + plainIR("", drAddr, drPass))
+	tc.expect(235)
+
+	// RFC 2920: the whole envelope and DATA in one write.
+	body := message(drAddr, nurse, "pipelined", "one\r\n")
+	tc.sendAll("MAIL FROM:<"+drAddr+">", "RCPT TO:<"+nurse+">", "RCPT TO:<nobody@demo.test>", "RCPT TO:<"+bob+">", "DATA")
+	tc.expect(250)
+	tc.expect(250)
+	tc.expectEnh(550, "5.1.1")
+	tc.expect(250)
+	tc.expect(354)
+	tc.sendRaw(body + ".\r\n")
+	tc.expect(250)
+
+	// BDAT (RFC 3030) with BINARYMIME, pipelined too.
+	bin := message(drAddr, bob, "chunked", "part one\r\n") + "part two, no final CRLF\x00\xff"
+	tc.sendRaw("MAIL FROM:<" + drAddr + "> BODY=BINARYMIME\r\nRCPT TO:<" + bob + ">\r\n" +
+		bdat(bin[:20], false) + bdat(bin[20:], true))
+	tc.expect(250)
+	tc.expect(250)
+	tc.expect(250)
+	tc.expect(250)
+	tc.send("QUIT")
+	tc.expect(221)
+
+	raw, _ := e.only(nurse, "INBOX")
+	_, rest := splitTrace(t, raw)
+	assert.Equal(t, body, string(rest))
+	msgs := e.mailbox(bob, "INBOX")
+	require.Len(t, msgs, 2)
+	_, rest = splitTrace(t, e.raw(bob, "INBOX", msgs[1].UID))
+	assert.Equal(t, bin, string(rest))
+}
+
+func TestSubmissionStorageFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{wrap: func(s smtpdStore) smtpdStore { return failingStore{s} }})
+	c := e.submit(drAddr, drPass)
+	err := c.SendMail(drAddr, []string{nurse}, strings.NewReader(message(drAddr, nurse, "fail", "x\r\n")))
+	msg := requireReply(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+	assert.NotContains(t, msg, "disk", "no internals in the reply")
+	assert.Contains(t, msg, "ref ")
+	assert.Empty(t, e.mailbox(nurse, "INBOX"))
+	// The connection is still usable.
+	require.NoError(t, c.Noop())
+}
