@@ -1,0 +1,166 @@
+package imapd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/relais-mssante/relais/internal/authn"
+	"github.com/relais-mssante/relais/storage"
+)
+
+// session is one IMAP connection's state. imapserver calls its methods from
+// the connection's goroutine, except Idle, which runs in a goroutine of its
+// own that may outlive the command when the connection breaks: mu
+// serialises them.
+type session struct {
+	mu     sync.Mutex
+	srv    *Server
+	conn   *imapserver.Conn
+	remote net.Addr
+	log    *slog.Logger
+
+	acct *storage.Account
+	sub  *storage.Subscription
+	view *view // selected mailbox, nil when none
+
+	searchRes imap.UIDSet // RFC 5182 saved result, as UIDs
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
+	_ imapserver.SessionUnauthenticate = (*session)(nil)
+	_ imapserver.SessionAppendLimit    = (*session)(nil)
+	_ imapserver.SessionNamespace      = (*session)(nil)
+	_ imapserver.SessionMove           = (*session)(nil)
+	_ imapserver.Session               = (*session)(nil)
+	_ Authenticator                    = (*authn.Authenticator)(nil)
+	_ imapserver.Logger                = printfLogger{}
+)
+
+func (s *session) ctx() context.Context { return s.srv.ctx }
+
+// guard recovers a panic in a command: it is counted and logged with its
+// stack, and the client gets NO [SERVERBUG] instead of a dropped connection.
+// Use as: defer s.guard("fetch", &err).
+func (s *session) guard(cmd string, err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.srv.panics.Add(1)
+	ref := correlationID()
+	s.log.Error("panic in imap command", "cmd", cmd, "ref", ref, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	*err = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, reference " + ref}
+}
+
+// internal logs a storage or other internal error and returns the generic
+// reply the client sees (RFC 9051 7.1: NO with a response code).
+func (s *session) internal(cmd string, err error) error {
+	ref := correlationID()
+	s.log.Error("imap command failed", "cmd", cmd, "ref", ref, "err", err)
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, reference " + ref}
+}
+
+// mailboxErr maps a storage error about a mailbox to an IMAP reply.
+func (s *session) mailboxErr(cmd string, err error) error {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+	case errors.Is(err, storage.ErrExists):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox already exists"}
+	case errors.Is(err, storage.ErrForbidden):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Operation not permitted on this mailbox"}
+	case errors.Is(err, storage.ErrInvalid):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
+	case errors.Is(err, storage.ErrTooLarge):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message too large"}
+	}
+	return s.internal(cmd, err)
+}
+
+// tryCreate is the reply when the target of COPY, MOVE or APPEND does not
+// exist (RFC 9051 6.3.12, 6.4.7).
+var errTryCreate = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+
+func correlationID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close ends the session (imapserver calls it when the connection ends).
+func (s *session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.view = nil
+	if s.sub != nil {
+		s.sub.Close()
+		s.sub = nil
+	}
+	s.srv.forget(s)
+	s.log.Debug("disconnected")
+	return nil
+}
+
+// Login authenticates (RFC 9051 6.2.3). The reply never says whether the
+// account exists; throttling is reported as NO [UNAVAILABLE].
+func (s *session) Login(username, password string) (err error) {
+	defer s.guard("login", &err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acct, err := s.srv.auth.Authenticate(s.ctx(), username, password, s.remote)
+	switch {
+	case err == nil:
+	case errors.Is(err, authn.ErrBadCredentials):
+		s.log.Info("login failed")
+		return imapserver.ErrAuthFailed
+	case errors.Is(err, authn.ErrThrottled):
+		s.log.Warn("login throttled")
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed attempts, try again later"}
+	default:
+		ref := correlationID()
+		s.log.Error("login error", "ref", ref, "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Temporary failure, reference " + ref}
+	}
+	s.acct = &acct
+	s.sub = s.srv.store.Subscribe(acct.ID)
+	s.log = s.log.With("account", acct.ID)
+	s.log.Info("login")
+	return nil
+}
+
+// Unauthenticate returns to the not-authenticated state (RFC 8437).
+func (s *session) Unauthenticate() (err error) {
+	defer s.guard("unauthenticate", &err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.view = nil
+	if s.sub != nil {
+		s.sub.Close()
+		s.sub = nil
+	}
+	s.acct = nil
+	s.searchRes = nil
+	return nil
+}
+
+// AppendLimit is advertised as APPENDLIMIT= (RFC 7889).
+func (s *session) AppendLimit() uint32 { return s.srv.cfg.AppendLimit }
+
+// Namespace answers NAMESPACE (RFC 2342, RFC 9051 6.3.10): one personal
+// namespace "" with delimiter "/".
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{
+		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: storage.MailboxDelimiter}},
+	}, nil
+}
