@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/relais-mssante/relais/storage"
@@ -29,8 +30,9 @@ type Authenticator struct {
 	accounts Accounts
 	throttle *Throttle
 	// dummy is verified when the account does not exist so that timing does
-	// not tell which addresses exist.
-	dummy string
+	// not tell which addresses exist; made on first use.
+	dummyOnce sync.Once
+	dummy     string
 }
 
 // New returns an Authenticator over accounts with the given throttle
@@ -39,8 +41,7 @@ func New(accounts Accounts, throttle *Throttle) *Authenticator {
 	if throttle == nil {
 		throttle = NewThrottle()
 	}
-	dummy, _ := HashPassword("relais-dummy-password", DefaultParams)
-	return &Authenticator{accounts: accounts, throttle: throttle, dummy: dummy}
+	return &Authenticator{accounts: accounts, throttle: throttle}
 }
 
 // Authenticate returns the account whose address is username when password
@@ -57,6 +58,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		if !errors.Is(err, storage.ErrNotFound) {
 			return storage.Account{}, fmt.Errorf("authn: looking up account: %w", err)
 		}
+		a.dummyOnce.Do(func() { a.dummy, _ = HashPassword("relais-dummy-password", DefaultParams) })
 		hash = a.dummy
 	}
 	ok, verr := VerifyPassword(hash, password)
