@@ -1,0 +1,56 @@
+# Relais: the one entry point for building and testing. `make test` is what
+# CI runs (.ci/run).
+
+GO      ?= go
+PKGS    ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/relais ./cmd/relais
+
+run: build
+	./bin/relais serve
+
+# test: everything CI checks, in order of cost.
+test: test-deps check unit race fuzz
+
+# Debian packages the suite's real clients need (curl, python3, openssl,
+# tmux, neomutt); installs only what is missing.
+test-deps:
+	@scripts/test-deps.sh
+
+check: fmt vet lint
+
+# gofmt must have nothing to say.
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+# staticcheck is pinned in go.mod as a tool dependency.
+lint:
+	$(GO) tool staticcheck $(PKGS)
+
+unit:
+	$(GO) test -count=1 -timeout 10m $(PKGS)
+
+# The race detector on the packages with shared state.
+race:
+	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/...
+
+# A bounded run of each fuzz target (longer runs: bench/fuzz.sh).
+FUZZTIME ?= 10s
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is relais serve's configuration: defaults in code (DefaultConfig),
+// overridden by a TOML file, then by command-line flags. Field comments are
+// the documentation of the file format.
+type Config struct {
+	// Data is the data directory: the SQLite database, the CA and the TLS
+	// certificate live there.
+	Data string `toml:"data"`
+	// Hostname names this server in SMTP greetings, Received headers and its
+	// TLS certificate.
+	Hostname string `toml:"hostname"`
+	// Demo creates the demo domain and its practitioners at first start.
+	Demo bool `toml:"demo"`
+	// Listen holds the listeners' host:port; an empty value disables one,
+	// ":0" picks a free port.
+	Listen Listen `toml:"listen"`
+	// Limits bound what one client may send.
+	Limits Limits `toml:"limits"`
+	// Log sets the logging level: debug, info, warn or error.
+	Log string `toml:"log"`
+}
+
+// Listen is where each service listens.
+type Listen struct {
+	SMTP        string `toml:"smtp"`        // inbound from other operators (25 in production), STARTTLS
+	Submission  string `toml:"submission"`  // mail clients, STARTTLS (587)
+	Submissions string `toml:"submissions"` // mail clients, implicit TLS (465)
+	IMAP        string `toml:"imap"`        // STARTTLS (143)
+	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
+	HTTP        string `toml:"http"`        // HTTPS: status page, CA download, later the web app and APIs
+}
+
+// Limits are per-message and per-transaction limits.
+type Limits struct {
+	MaxMessageBytes int64 `toml:"max_message_bytes"` // SMTP SIZE and IMAP APPENDLIMIT
+	MaxRecipients   int   `toml:"max_recipients"`    // RCPT TO per transaction
+}
+
+// DemoDomain is the domain the embedded default serves.
+const DemoDomain = "demo.mssante.test"
+
+// DefaultConfig is the embedded default: everything on 127.0.0.1, on ports
+// that need no privileges.
+func DefaultConfig() Config {
+	return Config{
+		Data:     "./relais-data",
+		Hostname: "localhost",
+		Demo:     true,
+		Listen: Listen{
+			SMTP:        "127.0.0.1:2525",
+			Submission:  "127.0.0.1:5587",
+			Submissions: "127.0.0.1:4465",
+			IMAP:        "127.0.0.1:1143",
+			IMAPS:       "127.0.0.1:9993",
+			HTTP:        "127.0.0.1:8443",
+		},
+		Limits: Limits{MaxMessageBytes: 64 << 20, MaxRecipients: 100},
+		Log:    "info",
+	}
+}
+
+// LoadConfig reads a TOML file over the defaults. Unknown keys are errors,
+// so that a typo never goes unnoticed. A file that does not say demo=true
+// runs without the demo domain.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	cfg.Demo = false
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("reading config: %w", err)
+	}
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: must name a directory"))
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t/") {
+		errs = append(errs, fmt.Errorf("hostname: %q is not a host name", c.Hostname))
+	}
+	for _, l := range []struct{ name, addr string }{
+		{"smtp", c.Listen.SMTP}, {"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions},
+		{"imap", c.Listen.IMAP}, {"imaps", c.Listen.IMAPS}, {"http", c.Listen.HTTP},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			errs = append(errs, fmt.Errorf("listen.%s: %q: %w", l.name, l.addr, err))
+		}
+	}
+	if c.Limits.MaxMessageBytes < 1024 || c.Limits.MaxMessageBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("limits.max_message_bytes: %d is outside 1 KiB..1 GiB", c.Limits.MaxMessageBytes))
+	}
+	if c.Limits.MaxRecipients < 1 || c.Limits.MaxRecipients > 10000 {
+		errs = append(errs, fmt.Errorf("limits.max_recipients: %d is outside 1..10000", c.Limits.MaxRecipients))
+	}
+	switch c.Log {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log: %q is not one of debug, info, warn, error", c.Log))
+	}
+	return errors.Join(errs...)
+}

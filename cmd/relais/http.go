@@ -1,0 +1,59 @@
+package main
+
+import (
+	"html/template"
+	"net/http"
+
+	"github.com/relais-mssante/relais/crypto/pki"
+)
+
+// statusHandler serves the HTTPS front page (how to connect a mail client),
+// the CA certificate to import, and a health check. The web app and the
+// APIs of later components mount here too.
+func statusHandler(cfg Config, ca *pki.CA) http.Handler {
+	mux := http.NewServeMux()
+	caPEM := ca.CertPEM()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("Content-Disposition", `attachment; filename="relais-ca.pem"`)
+		w.Write(caPEM)
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		if err := frontPage.Execute(w, cfg); err != nil {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}
+	})
+	return securityHeaders(mux)
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("X-Frame-Options", "DENY")
+		h.ServeHTTP(w, r)
+	})
+}
+
+var frontPage = template.Must(template.New("front").Parse(`<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><title>Relais</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em;line-height:1.5}code{background:#f3f3f3;padding:0 .2em}</style>
+</head><body>
+<h1>Relais</h1>
+<p>Messagerie sécurisée de santé — secure health messaging.</p>
+<h2>Connecter un client de messagerie / Connect a mail client</h2>
+<ul>
+<li>IMAP: <code>{{.Hostname}}</code>, {{.Listen.IMAPS}} (SSL/TLS) or {{.Listen.IMAP}} (STARTTLS)</li>
+<li>SMTP: <code>{{.Hostname}}</code>, {{.Listen.Submissions}} (SSL/TLS) or {{.Listen.Submission}} (STARTTLS)</li>
+<li>Identifiant / user name: your full address; mot de passe / password: normal password</li>
+<li>Certificate authority to trust: <a href="/ca.pem">ca.pem</a></li>
+</ul>
+</body></html>
+`))

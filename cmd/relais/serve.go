@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/relais-mssante/relais/crypto/pki"
+	"github.com/relais-mssante/relais/imap/imapd"
+	"github.com/relais-mssante/relais/internal/authn"
+	"github.com/relais-mssante/relais/smtp/smtpd"
+	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/sqlite"
+)
+
+// The wiring: only this package knows both sides of each boundary.
+var (
+	_ imapd.Store    = (*sqlite.Store)(nil)
+	_ smtpd.Store    = (*sqlite.Store)(nil)
+	_ storage.Store  = (*sqlite.Store)(nil)
+	_ authn.Accounts = (*sqlite.Store)(nil)
+)
+
+// shutdownGrace is how long in-flight transactions get to finish after
+// SIGINT/SIGTERM.
+const shutdownGrace = 20 * time.Second
+
+func runServe(e *env, args []string) error {
+	fs := newFlags(e, "serve", "[flags]",
+		"run the mail server; with no --config it runs the embedded default: SQLite in the data directory, the demo domain "+DemoDomain+" with demo practitioners, and a self-made certificate authority")
+	configPath := fs.String("config", "", "configuration `FILE` (TOML); see \"relais config example\"")
+	def := DefaultConfig()
+	var over Config
+	fs.StringVar(&over.Data, "data", def.Data, "data `DIR`ectory (database, CA, certificates)")
+	fs.StringVar(&over.Hostname, "hostname", def.Hostname, "host `NAME` in greetings, Received headers and the TLS certificate")
+	fs.StringVar(&over.Listen.SMTP, "smtp", def.Listen.SMTP, "inbound SMTP `ADDR`ess (host:port, \"\" disables, :0 picks a port)")
+	fs.StringVar(&over.Listen.Submission, "submission", def.Listen.Submission, "submission `ADDR`ess, STARTTLS")
+	fs.StringVar(&over.Listen.Submissions, "submissions", def.Listen.Submissions, "submission `ADDR`ess, implicit TLS")
+	fs.StringVar(&over.Listen.IMAP, "imap", def.Listen.IMAP, "IMAP `ADDR`ess, STARTTLS")
+	fs.StringVar(&over.Listen.IMAPS, "imaps", def.Listen.IMAPS, "IMAP `ADDR`ess, implicit TLS")
+	fs.StringVar(&over.Listen.HTTP, "http", def.Listen.HTTP, "HTTPS `ADDR`ess")
+	fs.StringVar(&over.Log, "log", def.Log, "log `LEVEL`: debug, info, warn, error")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+
+	cfg := def
+	if *configPath != "" {
+		if cfg, err = LoadConfig(*configPath); err != nil {
+			return err
+		}
+	}
+	// Flags given on the command line win over the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data":
+			cfg.Data = over.Data
+		case "hostname":
+			cfg.Hostname = over.Hostname
+		case "smtp":
+			cfg.Listen.SMTP = over.Listen.SMTP
+		case "submission":
+			cfg.Listen.Submission = over.Listen.Submission
+		case "submissions":
+			cfg.Listen.Submissions = over.Listen.Submissions
+		case "imap":
+			cfg.Listen.IMAP = over.Listen.IMAP
+		case "imaps":
+			cfg.Listen.IMAPS = over.Listen.IMAPS
+		case "http":
+			cfg.Listen.HTTP = over.Listen.HTTP
+		case "log":
+			cfg.Log = over.Log
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, e, cfg)
+}
+
+// serve runs the server until ctx is cancelled, then shuts down gracefully.
+func serve(ctx context.Context, e *env, cfg Config) error {
+	log := newLogger(e.stderr, cfg.Log)
+	// The store gets headroom over the SMTP limit for the trace headers
+	// prepended at delivery.
+	st, err := openStore(cfg.Data, log.With("component", "storage"), cfg.Limits.MaxMessageBytes+1<<20)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the database", "err", err)
+		}
+	}()
+
+	ca, created, err := pki.LoadOrCreateCA(cfg.Data, "Relais CA "+cfg.Hostname)
+	if err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	if created {
+		log.Info("created a certificate authority", "cert", filepath.Join(cfg.Data, pki.CACertFile))
+	}
+	cert, err := ca.IssueServer(cfg.Hostname, "localhost", "127.0.0.1", "::1")
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %w", err)
+	}
+	tlsConfig := pki.ServerTLSConfig(cert)
+
+	if cfg.Demo {
+		if err := bootstrapDemo(ctx, e, st); err != nil {
+			return fmt.Errorf("demo domain: %w", err)
+		}
+	}
+
+	auth := authn.New(st, nil)
+	smtpCfg := smtpd.Config{
+		Hostname:        cfg.Hostname,
+		TLS:             tlsConfig,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxRecipients:   cfg.Limits.MaxRecipients,
+		Logger:          log.With("service", "smtp"),
+	}
+	inbound := smtpd.NewInbound(smtpCfg, st)
+	smtpCfg.Logger = log.With("service", "submission")
+	submission := smtpd.NewSubmission(smtpCfg, st, auth)
+	imapServer := imapd.New(imapd.Config{
+		TLS:         tlsConfig,
+		Logger:      log.With("service", "imap"),
+		AppendLimit: uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1)),
+	}, st, auth)
+	httpServer := &http.Server{
+		Handler:           statusHandler(cfg, ca),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.With("service", "http").Handler(), slog.LevelWarn),
+	}
+
+	type listener struct {
+		name, addr, mode string
+		implicitTLS      bool
+		serve            func(net.Listener) error
+	}
+	specs := []listener{
+		{"smtp", cfg.Listen.SMTP, "SMTP from other operators, STARTTLS", false, inbound.Serve},
+		{"submission", cfg.Listen.Submission, "submission, STARTTLS", false, submission.Serve},
+		{"submissions", cfg.Listen.Submissions, "submission, implicit TLS", true, submission.Serve},
+		{"imap", cfg.Listen.IMAP, "IMAP, STARTTLS", false, imapServer.Serve},
+		{"imaps", cfg.Listen.IMAPS, "IMAP, implicit TLS", true, imapServer.Serve},
+		{"http", cfg.Listen.HTTP, "HTTPS", true, func(ln net.Listener) error { return httpServer.Serve(ln) }},
+	}
+	// Bind every listener before serving any, so a port clash fails the start.
+	lns := make([]net.Listener, len(specs))
+	addrs := map[string]string{}
+	for i, s := range specs {
+		if s.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			for _, l := range lns[:i] {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return fmt.Errorf("listen %s on %s: %w", s.name, s.addr, err)
+		}
+		addrs[s.name] = ln.Addr().String()
+		if s.implicitTLS {
+			ln = tls.NewListener(ln, tlsConfig)
+		}
+		lns[i] = ln
+	}
+
+	errc := make(chan error, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		if lns[i] == nil {
+			continue
+		}
+		fmt.Fprintf(e.stdout, "listening: %-11s %-21s %s\n", s.name, addrs[s.name], s.mode)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.serve(lns[i]); err != nil && !isClosedErr(err) {
+				errc <- fmt.Errorf("%s: %w", s.name, err)
+			}
+		}()
+	}
+	printHowToConnect(e, cfg, addrs)
+	log.Info("relais started", "version", versionString(), "data", cfg.Data)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: no new connections, finishing transactions in flight")
+	case runErr = <-errc:
+		log.Error("a listener failed, shutting down", "err", runErr)
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var sd sync.WaitGroup
+	for _, f := range []func(context.Context) error{
+		inbound.Shutdown,
+		submission.Shutdown,
+		func(context.Context) error { return imapServer.Close() },
+		httpServer.Shutdown,
+	} {
+		sd.Add(1)
+		go func() {
+			defer sd.Done()
+			if err := f(shutdownCtx); err != nil && !isClosedErr(err) {
+				log.Warn("shutdown", "err", err)
+			}
+		}()
+	}
+	sd.Wait()
+	wg.Wait()
+	if n := inbound.Panics() + submission.Panics() + imapServer.Panics(); n > 0 {
+		log.Warn("sessions recovered from panics during this run", "count", n)
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled)
+}
+
+func printHowToConnect(e *env, cfg Config, addrs map[string]string) {
+	imapAddr, smtpAddr := addrs["imaps"], addrs["submissions"]
+	if imapAddr == "" || smtpAddr == "" {
+		return
+	}
+	fmt.Fprintf(e.stdout, "mail client: IMAP %s (SSL/TLS), SMTP %s (SSL/TLS), user name = full address, normal password; trust the CA in %s\n",
+		imapAddr, smtpAddr, filepath.Join(cfg.Data, pki.CACertFile))
+}
