@@ -130,7 +130,12 @@ type MessageInfo struct {
 type Recipient struct {
 	Account AccountID
 	Mailbox string // usually "INBOX"
-	Flags   []string
+	// SpecialUse, when set, sends the copy to the account's mailbox with
+	// that attribute (RFC 6154), whatever the user renamed it to; when the
+	// account has none, Mailbox is used, and created with the attribute if
+	// it is missing. The sender's Sent copy uses it.
+	SpecialUse string
+	Flags      []string
 }
 
 // Delivered tells where one Recipient's copy landed.

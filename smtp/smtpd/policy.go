@@ -173,7 +173,7 @@ func deliveries(m mode, sender *storage.Account, accounts []storage.AccountID) [
 		out = append(out, storage.Recipient{Account: a, Mailbox: "INBOX"})
 	}
 	if m == modeSubmission && sender != nil {
-		out = append(out, storage.Recipient{Account: sender.ID, Mailbox: "Sent", Flags: []string{storage.FlagSeen}})
+		out = append(out, storage.Recipient{Account: sender.ID, Mailbox: "Sent", SpecialUse: storage.SpecialUseSent, Flags: []string{storage.FlagSeen}})
 	}
 	return out
 }

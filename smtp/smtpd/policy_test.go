@@ -160,7 +160,7 @@ func TestDeliveries(t *testing.T) {
 		{Account: 2, Mailbox: "INBOX"},
 		{Account: 3, Mailbox: "INBOX"},
 		{Account: 1, Mailbox: "INBOX"},
-		{Account: 1, Mailbox: "Sent", Flags: []string{storage.FlagSeen}},
+		{Account: 1, Mailbox: "Sent", SpecialUse: storage.SpecialUseSent, Flags: []string{storage.FlagSeen}},
 	}, got)
 	got = deliveries(modeInbound, nil, []storage.AccountID{2, 2})
 	assert.Equal(t, []storage.Recipient{{Account: 2, Mailbox: "INBOX"}}, got)

@@ -237,17 +237,24 @@ func (s *Store) CreateMailbox(ctx context.Context, acct storage.AccountID, name,
 		} else if ok {
 			return fmt.Errorf("mailbox %q: %w", name, storage.ErrExists)
 		}
-		if err := createParents(ctx, tx, ch, acct, name); err != nil {
-			return err
-		}
-		m, err = insertMailbox(ctx, tx, acct, name, specialUse, false)
-		if err != nil {
-			return err
-		}
-		ch.add(acct, storage.Change{Kind: storage.ChangeMailboxCreated, Mailbox: m.ID, Name: m.Name})
-		return nil
+		m, err = createMailboxTx(ctx, tx, ch, acct, name, specialUse)
+		return err
 	})
 	return m, err
+}
+
+// createMailboxTx creates a mailbox that does not exist yet, and its
+// missing parents, recording the changes.
+func createMailboxTx(ctx context.Context, tx *sql.Tx, ch *changes, acct storage.AccountID, name, specialUse string) (storage.Mailbox, error) {
+	if err := createParents(ctx, tx, ch, acct, name); err != nil {
+		return storage.Mailbox{}, err
+	}
+	m, err := insertMailbox(ctx, tx, acct, name, specialUse, false)
+	if err != nil {
+		return m, err
+	}
+	ch.add(acct, storage.Change{Kind: storage.ChangeMailboxCreated, Mailbox: m.ID, Name: m.Name})
+	return m, nil
 }
 
 // DeleteMailbox deletes a mailbox and its messages. INBOX cannot be deleted

@@ -156,7 +156,7 @@ func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate
 			return err
 		}
 		for i, r := range rcpts {
-			m, err := mailboxByName(ctx, tx, r.Account, targets[i].name)
+			m, err := deliveryMailbox(ctx, tx, ch, r.Account, targets[i].name, r.SpecialUse)
 			if err != nil {
 				return fmt.Errorf("account %d: %w", r.Account, err)
 			}
@@ -173,6 +173,28 @@ func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate
 		return nil, err
 	}
 	return out, nil
+}
+
+// deliveryMailbox finds where a Recipient's copy goes: the mailbox with
+// its special use if any, else the named one, created with that special use
+// when it is missing (a user who deleted Sent still gets a Sent copy).
+func deliveryMailbox(ctx context.Context, tx *sql.Tx, ch *changes, acct storage.AccountID, name, specialUse string) (storage.Mailbox, error) {
+	if specialUse == "" {
+		return mailboxByName(ctx, tx, acct, name)
+	}
+	m, err := scanMailbox(tx.QueryRowContext(ctx, `SELECT `+mailboxColumns+` FROM mailboxes
+		WHERE account = ? AND special_use = ? ORDER BY id LIMIT 1`, acct, specialUse))
+	if err == nil || !errors.Is(err, sql.ErrNoRows) {
+		return m, err
+	}
+	m, err = mailboxByName(ctx, tx, acct, name)
+	if !errors.Is(err, storage.ErrNotFound) {
+		return m, err
+	}
+	if err := accountExists(ctx, tx, acct); err != nil {
+		return m, err
+	}
+	return createMailboxTx(ctx, tx, ch, acct, name, specialUse)
 }
 
 const messageColumns = `m.uid, m.modseq, m.flags, m.internaldate, m.size, b.summary`

@@ -196,3 +196,28 @@ func testSearchText(t *testing.T, e *env) {
 	_, _, err = e.s.SearchText(e.ctx, e.alice.ID, d.Mailbox, 999)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
+
+// testDeliverSpecialUse: a Recipient with a special use follows the
+// mailbox that carries it, and recreates it when the user deleted it.
+func testDeliverSpecialUse(t *testing.T, e *env) {
+	sent := storage.Recipient{Account: e.alice.ID, Mailbox: "Sent", SpecialUse: storage.SpecialUseSent, Flags: []string{storage.FlagSeen}}
+
+	require.NoError(t, e.s.RenameMailbox(e.ctx, e.alice.ID, "Sent", "Envoyés"))
+	ds, err := e.s.Deliver(e.ctx, textMessage("renamed", "x"), time.Time{}, []storage.Recipient{sent})
+	require.NoError(t, err)
+	renamed := e.mailbox(t, e.alice.ID, "Envoyés")
+	assert.Equal(t, storage.SpecialUseSent, renamed.SpecialUse)
+	assert.Equal(t, renamed.ID, ds[0].Mailbox, "the copy follows the \\Sent attribute")
+
+	require.NoError(t, e.s.DeleteMailbox(e.ctx, e.alice.ID, "Envoyés"))
+	ds, err = e.s.Deliver(e.ctx, textMessage("deleted", "x"), time.Time{}, []storage.Recipient{sent})
+	require.NoError(t, err)
+	again := e.mailbox(t, e.alice.ID, "Sent")
+	assert.Equal(t, storage.SpecialUseSent, again.SpecialUse, "recreated with its attribute")
+	assert.Equal(t, again.ID, ds[0].Mailbox)
+	assert.Equal(t, []uint32{1}, e.uids(t, e.alice.ID, again.ID))
+
+	// An unknown account is still an error, and creates nothing.
+	_, err = e.s.Deliver(e.ctx, textMessage("x", "y"), time.Time{}, []storage.Recipient{{Account: 987654, Mailbox: "Sent", SpecialUse: storage.SpecialUseSent}})
+	require.ErrorIs(t, err, storage.ErrNotFound)
+}

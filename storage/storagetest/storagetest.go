@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"Subscriptions", testSubscriptions},
 		{"Append", testAppend},
 		{"DeliverAtomic", testDeliverAtomic},
+		{"DeliverSpecialUse", testDeliverSpecialUse},
 		{"MessagesOrder", testMessagesOrder},
 		{"RawMessage", testRawMessage},
 		{"Flags", testFlags},
