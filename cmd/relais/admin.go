@@ -38,7 +38,7 @@ func openStore(dir string, log *slog.Logger, maxMessage int64) (*sqlite.Store, e
 }
 
 func dataFlag(fs *flag.FlagSet) *string {
-	return fs.String("data", DefaultConfig().Data, "data `DIR`ectory of the installation")
+	return fs.String("data", DefaultConfig().Data, "`DIR` of the installation (its database)")
 }
 
 func runDomainAdd(e *env, args []string) error {
