@@ -157,13 +157,13 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 
 	type listener struct {
 		name, addr, mode string
-		implicitTLS      bool
+		implicitTLS      bool // wrap the listener here (the server does not do it itself)
 		serve            func(net.Listener) error
 	}
 	specs := []listener{
 		{"smtp", cfg.Listen.SMTP, "SMTP from other operators, STARTTLS", false, inbound.Serve},
 		{"submission", cfg.Listen.Submission, "submission, STARTTLS", false, submission.Serve},
-		{"submissions", cfg.Listen.Submissions, "submission, implicit TLS", true, submission.Serve},
+		{"submissions", cfg.Listen.Submissions, "submission, implicit TLS", false, submission.ServeTLS},
 		{"imap", cfg.Listen.IMAP, "IMAP, STARTTLS", false, imapServer.Serve},
 		{"imaps", cfg.Listen.IMAPS, "IMAP, implicit TLS", true, imapServer.Serve},
 		{"http", cfg.Listen.HTTP, "HTTPS", true, func(ln net.Listener) error { return httpServer.Serve(ln) }},

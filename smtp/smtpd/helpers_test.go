@@ -144,6 +144,11 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		go func() { done <- s.Serve(ln) }()
 		return done
 	}
+	serveTLS := func(s *smtpd.Server, ln net.Listener) <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- s.ServeTLS(ln) }()
+		return done
+	}
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
@@ -153,7 +158,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	e.subAddr, e.tlsAddr, e.inAddr = lnSub.Addr().String(), lnTLS.Addr().String(), lnIn.Addr().String()
 	dones := []<-chan error{
 		serve(e.sub, lnSub),
-		serve(e.sub, tls.NewListener(lnTLS, cfg.TLS)),
+		serveTLS(e.sub, lnTLS),
 		serve(e.in, lnIn),
 	}
 	t.Cleanup(func() {

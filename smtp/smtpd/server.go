@@ -109,7 +109,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	upgraded map[string]string // remote address -> connection id, between STARTTLS and EHLO
+	conns    map[net.Conn]struct{} // accepted, not yet closed
+	upgraded map[string]string     // remote address -> connection id, between STARTTLS and EHLO
 }
 
 // NewInbound returns the port 25 listener: mail from other operators, no
@@ -146,6 +147,7 @@ func newServer(m mode, cfg Config, store Store, auth Authenticator) *Server {
 		auth:     auth,
 		log:      log.With("listener", m.String()),
 		sessions: make(map[*session]struct{}),
+		conns:    make(map[net.Conn]struct{}),
 		upgraded: make(map[string]string),
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
@@ -165,9 +167,23 @@ func newServer(m mode, cfg Config, store Store, auth Authenticator) *Server {
 	return s
 }
 
-// Serve accepts connections on ln until Shutdown. It returns nil after
-// Shutdown, the accept error otherwise.
+// Serve accepts connections on ln (plain TCP, STARTTLS offered) until
+// Shutdown. It returns nil after Shutdown, the accept error otherwise.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.serve(&trackingListener{Listener: ln, srv: s})
+}
+
+// ServeTLS is Serve with implicit TLS on every connection (submissions,
+// RFC 8314 3.3), with Config.TLS.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.cfg.TLS == nil {
+		ln.Close()
+		return fmt.Errorf("smtpd: %s: implicit TLS on %s needs Config.TLS", s.mode, ln.Addr())
+	}
+	return s.serve(tls.NewListener(&trackingListener{Listener: ln, srv: s}, s.cfg.TLS))
+}
+
+func (s *Server) serve(ln net.Listener) error {
 	if s.draining.Load() {
 		ln.Close()
 		return nil
@@ -213,8 +229,70 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	busy := make(map[net.Conn]bool, len(s.sessions))
 	for sess := range s.sessions {
 		sess.closeIfIdle()
+		busy[rootConn(sess.conn.Conn())] = true
+	}
+	// Connections that have no session yet (no EHLO, or between STARTTLS
+	// and EHLO) are idle too.
+	for c := range s.conns {
+		if !busy[c] {
+			c.SetReadDeadline(time.Now())
+		}
+	}
+}
+
+// trackingListener records the connections it accepts until they close, so
+// that Shutdown also reaches those that never sent EHLO.
+type trackingListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if _, isTLS := c.(*tls.Conn); isTLS {
+		// Wrapping would hide the TLS state from go-smtp; ServeTLS adds TLS
+		// above the tracking instead.
+		return c, nil
+	}
+	tc := &trackedConn{Conn: c, srv: l.srv}
+	l.srv.mu.Lock()
+	l.srv.conns[tc] = struct{}{}
+	l.srv.mu.Unlock()
+	if l.srv.draining.Load() {
+		tc.SetReadDeadline(time.Now())
+	}
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	srv  *Server
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.srv.mu.Lock()
+		delete(c.srv.conns, c)
+		c.srv.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// rootConn is the accepted connection under any TLS layers.
+func rootConn(c net.Conn) net.Conn {
+	for {
+		tc, ok := c.(*tls.Conn)
+		if !ok {
+			return c
+		}
+		c = tc.NetConn()
 	}
 }
 

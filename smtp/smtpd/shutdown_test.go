@@ -59,3 +59,25 @@ func TestShutdownLetsTransactionsFinish(t *testing.T) {
 	assert.Equal(t, msg+"second half\r\n", string(rest))
 	require.NoError(t, e.in.Shutdown(context.Background()))
 }
+
+// TestShutdownClosesSilentConnections: connections that never sent EHLO
+// (plain, implicit TLS, or just after STARTTLS) do not hold Shutdown until
+// its deadline; they get 421 like idle sessions.
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noCleanup: true})
+	plain := dialRaw(t, e.subAddr, nil)
+	plain.expect(220)
+	implicit := dialRaw(t, e.tlsAddr, e.client)
+	implicit.expect(220)
+	inbound := dialRaw(t, e.inAddr, nil)
+	inbound.expect(220)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e.sub.Shutdown(ctx), "shutdown must not wait for silent clients")
+	require.NoError(t, e.in.Shutdown(ctx))
+	for _, c := range []*rawConn{plain, implicit, inbound} {
+		c.expect(421)
+	}
+}
