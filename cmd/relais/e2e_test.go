@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -196,45 +197,72 @@ func TestRestartKeepsMail(t *testing.T) {
 }
 
 // TestKill9LosesNoAcknowledgedMessage kills the server with SIGKILL while
-// four clients deliver: every message that got its 250 is in the mailbox
-// after a restart.
+// clients deliver, three from another operator over inbound SMTP and one
+// practitioner over authenticated submission: every message that got its
+// 250 is in the recipient's INBOX after a restart, and each submitted one
+// also in the sender's Sent (the copies are one transaction).
 func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
 	dir := t.TempDir()
 	in := startRelais(t, dir)
-	pw := in.passwords[lucas]
 
 	var mu sync.Mutex
-	acked := map[string]bool{}
+	acked := map[string]bool{}     // every acknowledged Message-ID
+	submitted := map[string]bool{} // those sent by claire through submission
+	record := func(id string, sub bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		acked[id] = true
+		if sub {
+			submitted[id] = true
+		}
+	}
 	stop := make(chan struct{})
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
 	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; !stopped(); i++ {
 				id := fmt.Sprintf("crash-%d-%d@other-operator.test", w, i)
 				if err := deliverInbound(in.addrs["smtp"], lucas, id, "crash"); err != nil {
 					return // the server died under us: this one was not acknowledged
 				}
-				mu.Lock()
-				acked[id] = true
-				mu.Unlock()
+				record(id, false)
 			}
-		}()
+		})
 	}
+	wg.Go(func() {
+		c, err := smtp.DialStartTLS(in.addrs["submission"], in.tlsConfig())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if err := c.Auth(sasl.NewPlainClient("", claire, in.passwords[claire])); err != nil {
+			return
+		}
+		for i := 0; !stopped(); i++ {
+			id := fmt.Sprintf("crash-sub-%d@demo.mssante.test", i)
+			msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: crash\r\nMessage-ID: <%s>\r\n\r\nsoumis\r\n", claire, lucas, id)
+			if err := c.SendMail(claire, []string{lucas}, strings.NewReader(msg)); err != nil {
+				return
+			}
+			record(id, true)
+		}
+	})
 	// Kill once a good number of messages were acknowledged, with the
 	// clients still sending.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
-		n := len(acked)
+		n, ns := len(acked), len(submitted)
 		mu.Unlock()
-		if n >= 100 || time.Now().After(deadline) {
+		if (n >= 150 && ns >= 20) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -242,14 +270,22 @@ func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
 	in.kill()
 	close(stop)
 	wg.Wait()
-	require.NotEmpty(t, acked)
+	require.NotEmpty(t, submitted)
 
 	again := startRelais(t, dir)
-	got := readMailbox(t, again, lucas, pw, "INBOX")
+	inbox := readMailbox(t, again, lucas, in.passwords[lucas], "INBOX")
+	sent := readMailbox(t, again, claire, in.passwords[claire], "Sent")
 	for id := range acked {
-		assert.Contains(t, got.ids, id, "acknowledged message lost")
+		assert.Contains(t, inbox.ids, id, "acknowledged message lost")
 	}
-	t.Logf("%d messages acknowledged before SIGKILL, %d in the mailbox after restart", len(acked), len(got.ids))
+	for id := range submitted {
+		assert.Contains(t, sent.ids, id, "acknowledged submission missing from Sent")
+	}
+	for id := range sent.ids {
+		assert.Contains(t, inbox.ids, id, "a Sent copy without its INBOX copy: the delivery was not atomic")
+	}
+	t.Logf("%d messages acknowledged before SIGKILL (%d by submission); after restart %d in INBOX, %d in Sent",
+		len(acked), len(submitted), len(inbox.ids), len(sent.ids))
 	again.stop()
 }
 
