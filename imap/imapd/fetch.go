@@ -44,7 +44,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-// infos reads the MessageInfo of the targets, keyed by UID.
+// infos reads the MessageInfo of the targets that still exist, keyed by
+// UID. When they are the whole view, the mailbox is listed instead, and
+// messages the view does not hold yet are left out: markSeen must not touch
+// them.
 func (s *session) infos(ts []target) (map[uint32]*storage.MessageInfo, error) {
 	var (
 		list []storage.MessageInfo
@@ -58,9 +61,16 @@ func (s *session) infos(ts []target) (map[uint32]*storage.MessageInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading messages of mailbox %d: %w", s.view.mbox.ID, err)
 	}
-	m := make(map[uint32]*storage.MessageInfo, len(list))
-	for i := range list {
-		m[list[i].UID] = &list[i]
+	// Both ts and list are in UID order.
+	m := make(map[uint32]*storage.MessageInfo, len(ts))
+	i := 0
+	for _, t := range ts {
+		for i < len(list) && list[i].UID < t.uid {
+			i++
+		}
+		if i < len(list) && list[i].UID == t.uid {
+			m[t.uid] = &list[i]
+		}
 	}
 	return m, nil
 }
@@ -119,20 +129,9 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, info *storage.
 	if options.RFC822Size {
 		rw.WriteRFC822Size(info.Size)
 	}
-	var raw []byte
-	loadRaw := func() ([]byte, error) {
-		if raw != nil {
-			return raw, nil
-		}
-		b, err := s.srv.store.RawMessage(s.ctx(), s.acct.ID, s.view.mbox.ID, info.UID)
-		if err != nil {
-			return nil, fmt.Errorf("reading message %d: %w", info.UID, err)
-		}
-		raw = b
-		return raw, nil
-	}
+	raw := rawMessage{s: s, uid: info.UID}
 	if options.Envelope || options.BodyStructure != nil {
-		sum, err := s.summary(info, loadRaw)
+		sum, err := s.summary(info, raw.get)
 		if err != nil {
 			_ = rw.Close()
 			return s.internal("fetch", err)
@@ -144,40 +143,50 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, seq uint32, info *storage.
 			rw.WriteBodyStructure(sum.Body)
 		}
 	}
-	for _, bs := range options.BodySection {
-		b, err := loadRaw()
+	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		b, err := raw.get()
 		if err != nil {
 			_ = rw.Close()
 			return s.internal("fetch", err)
 		}
-		data := imapserver.ExtractBodySection(bytes.NewReader(b), bs)
-		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
-			return err
+		for _, bs := range options.BodySection {
+			data := imapserver.ExtractBodySection(bytes.NewReader(b), bs)
+			if err := writeLiteral(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
+				return err
+			}
 		}
-	}
-	for _, bs := range options.BinarySection {
-		b, err := loadRaw()
-		if err != nil {
-			_ = rw.Close()
-			return s.internal("fetch", err)
+		for _, bs := range options.BinarySection {
+			data := imapserver.ExtractBinarySection(bytes.NewReader(b), bs)
+			if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
+				return err
+			}
 		}
-		data := imapserver.ExtractBinarySection(bytes.NewReader(b), bs)
-		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
-			return err
+		for _, bss := range options.BinarySectionSize {
+			rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(b), bss))
 		}
-	}
-	for _, bss := range options.BinarySectionSize {
-		b, err := loadRaw()
-		if err != nil {
-			_ = rw.Close()
-			return s.internal("fetch", err)
-		}
-		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(b), bss))
 	}
 	if err := rw.Close(); err != nil {
 		return fmt.Errorf("imapd: fetch: %w", err)
 	}
 	return nil
+}
+
+// rawMessage reads a message of the view from storage once, on first use.
+type rawMessage struct {
+	s   *session
+	uid uint32
+	b   []byte
+}
+
+func (r *rawMessage) get() ([]byte, error) {
+	if r.b == nil {
+		b, err := r.s.srv.store.RawMessage(r.s.ctx(), r.s.acct.ID, r.s.view.mbox.ID, r.uid)
+		if err != nil {
+			return nil, fmt.Errorf("reading message %d: %w", r.uid, err)
+		}
+		r.b = b
+	}
+	return r.b, nil
 }
 
 // summary decodes the stored summary, reparsing the raw message if the

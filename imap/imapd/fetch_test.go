@@ -70,3 +70,27 @@ func TestStoreFlags(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// A FETCH of every message in the view must not set \Seen on a message
+// delivered since the view was last updated: the client has not seen it.
+func TestFetchSeenOnlyAddressed(t *testing.T) {
+	e := newEnv(t)
+	e.deliver("INBOX", testMessage(1, "a", "x"))
+	c := e.dial(nil)
+	e.selectBox(c, "INBOX")
+	e.deliver("INBOX", testMessage(2, "b", "y")) // not in the view until the next poll
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].SeqNum != 1 {
+		t.Fatalf("FETCH 1:* BODY[] = %+v", msgs)
+	}
+	msgs, err = c.Fetch(imap.SeqSetNum(2), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH 2 FLAGS: %+v %v", msgs, err)
+	}
+	if len(msgs[0].Flags) != 0 {
+		t.Errorf("message 2 flags %v: \\Seen set by a FETCH that did not address it", msgs[0].Flags)
+	}
+}

@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -39,13 +38,8 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		msg.InternalDate = options.Time
 	}
 	d, err := s.srv.store.Append(s.ctx(), s.acct.ID, normName(name), msg)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, errTryCreate
-	case errors.Is(err, storage.ErrTooLarge):
-		return nil, errTooBig
-	case err != nil:
-		return nil, s.mailboxErr("append", err)
+	if err != nil {
+		return nil, s.destErr("append", err)
 	}
 	return &imap.AppendData{UID: imap.UID(d.UID), UIDValidity: d.UIDValidity}, nil
 }
@@ -61,10 +55,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 	}
 	res, err := s.srv.store.Copy(s.ctx(), s.acct.ID, s.view.mbox.ID, uidsOf(ts), normName(dest))
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, errTryCreate
-		}
-		return nil, s.mailboxErr("copy", err)
+		return nil, s.destErr("copy", err)
 	}
 	return copyData(res), nil
 }
@@ -87,29 +78,19 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	defer s.guard("move", &err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.view.readOnly {
-		return errReadOnly
-	}
-	ts := s.resolve(numSet)
-	if len(ts) == 0 {
-		return nil
+	ts, err := s.resolveWritable(numSet)
+	if err != nil || len(ts) == 0 {
+		return err
 	}
 	res, err := s.srv.store.Move(s.ctx(), s.acct.ID, s.view.mbox.ID, uidsOf(ts), normName(dest))
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return errTryCreate
-		}
-		return s.mailboxErr("move", err)
+		return s.destErr("move", err)
 	}
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return fmt.Errorf("imapd: move: %w", err)
 	}
-	for _, uid := range res.SourceUIDs {
-		if seq := s.view.remove(uid); seq > 0 {
-			if err := w.WriteExpunge(seq); err != nil {
-				return fmt.Errorf("imapd: move: %w", err)
-			}
-		}
+	if err := s.view.expunge(w, res.SourceUIDs); err != nil {
+		return fmt.Errorf("imapd: move: %w", err)
 	}
 	return nil
 }
@@ -135,12 +116,8 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err
 	if err != nil {
 		return s.mailboxErr("expunge", err)
 	}
-	for _, uid := range removed {
-		if seq := s.view.remove(uid); seq > 0 {
-			if err := w.WriteExpunge(seq); err != nil {
-				return fmt.Errorf("imapd: expunge: %w", err)
-			}
-		}
+	if err := s.view.expunge(w, removed); err != nil {
+		return fmt.Errorf("imapd: expunge: %w", err)
 	}
 	return nil
 }

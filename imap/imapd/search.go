@@ -44,7 +44,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			continue
 		}
 		seq := uint32(i) + 1
-		m := &candidate{s: s, seq: seq, max: max, last: last, info: info}
+		m := &candidate{s: s, seq: seq, max: max, last: last, info: info, raw: rawMessage{s: s, uid: uid}}
 		ok, err := m.match(criteria)
 		if err != nil {
 			return nil, s.internal("search", err)
@@ -85,6 +85,7 @@ type candidate struct {
 	seq, max  uint32
 	last      uint32
 	info      *storage.MessageInfo
+	raw       rawMessage
 	sum       *summary.Message
 	text      *[2]string // folded header, body
 	header    textproto.MIMEHeader
@@ -192,21 +193,13 @@ func matchDate(t, since, before time.Time) bool {
 
 func (m *candidate) summary() (*summary.Message, error) {
 	if m.sum == nil {
-		sum, err := m.s.summary(m.info, m.raw)
+		sum, err := m.s.summary(m.info, m.raw.get)
 		if err != nil {
 			return nil, err
 		}
 		m.sum = sum
 	}
 	return m.sum, nil
-}
-
-func (m *candidate) raw() ([]byte, error) {
-	b, err := m.s.srv.store.RawMessage(m.s.ctx(), m.s.acct.ID, m.s.view.mbox.ID, m.info.UID)
-	if err != nil {
-		return nil, fmt.Errorf("reading message %d: %w", m.info.UID, err)
-	}
-	return b, nil
 }
 
 func (m *candidate) searchText() (header, body string, err error) {
@@ -300,7 +293,7 @@ func addrs(l []imap.Address) []string {
 // headers parses the raw message's header, once.
 func (m *candidate) headers() (textproto.MIMEHeader, error) {
 	if m.header == nil && m.headerErr == nil {
-		raw, err := m.raw()
+		raw, err := m.raw.get()
 		if err != nil {
 			m.headerErr = err
 			return nil, err

@@ -51,6 +51,9 @@ func TestExamineIsReadOnly(t *testing.T) {
 	if _, err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect(); err == nil {
 		t.Fatal("STORE accepted in EXAMINE")
 	}
+	if _, err := c.Move(imap.SeqSetNum(1), "Archive").Wait(); err == nil {
+		t.Fatal("MOVE accepted in EXAMINE")
+	}
 	// BODY[] does not set \Seen in a read-only mailbox.
 	if _, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect(); err != nil {
 		t.Fatal(err)

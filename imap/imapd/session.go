@@ -83,12 +83,21 @@ func (s *session) mailboxErr(cmd string, err error) error {
 	case errors.Is(err, storage.ErrInvalid):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
 	case errors.Is(err, storage.ErrTooLarge):
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message too large"}
+		return errTooBig
 	}
 	return s.internal(cmd, err)
 }
 
-// tryCreate is the reply when the target of COPY, MOVE or APPEND does not
+// destErr maps a storage error of APPEND, COPY or MOVE: a missing target
+// mailbox gets TRYCREATE (RFC 9051 6.3.12, 6.4.7), the rest as mailboxErr.
+func (s *session) destErr(cmd string, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return errTryCreate
+	}
+	return s.mailboxErr(cmd, err)
+}
+
+// errTryCreate is the reply when the target of COPY, MOVE or APPEND does not
 // exist (RFC 9051 6.3.12, 6.4.7).
 var errTryCreate = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 
@@ -102,11 +111,7 @@ func correlationID() string {
 func (s *session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.view = nil
-	if s.sub != nil {
-		s.sub.Close()
-		s.sub = nil
-	}
+	s.logout()
 	s.srv.forget(s)
 	s.log.Debug("disconnected")
 	return nil
@@ -144,6 +149,13 @@ func (s *session) Unauthenticate() (err error) {
 	defer s.guard("unauthenticate", &err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.logout()
+	return nil
+}
+
+// logout drops the account's state: the view, the feed subscription, the
+// saved search result. The caller holds s.mu.
+func (s *session) logout() {
 	s.view = nil
 	if s.sub != nil {
 		s.sub.Close()
@@ -151,7 +163,6 @@ func (s *session) Unauthenticate() (err error) {
 	}
 	s.acct = nil
 	s.searchRes = nil
-	return nil
 }
 
 // AppendLimit is advertised as APPENDLIMIT= (RFC 7889).

@@ -15,12 +15,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	defer s.guard("store", &err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.view.readOnly {
-		return errReadOnly
-	}
-	ts := s.resolve(numSet)
-	if len(ts) == 0 {
-		return nil
+	ts, err := s.resolveWritable(numSet)
+	if err != nil || len(ts) == 0 {
+		return err
 	}
 	var op storage.FlagOp
 	switch flags.Op {

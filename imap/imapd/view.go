@@ -74,7 +74,6 @@ func (v *view) apply(c storage.Change) {
 		v.uids = append(v.uids, c.UID)
 		v.modseq[c.UID] = c.ModSeq
 	case storage.ChangeFlags:
-
 		if v.index(c.UID) < 0 || c.ModSeq <= v.modseq[c.UID] {
 			return
 		}
@@ -142,6 +141,20 @@ func (v *view) remove(uid uint32) uint32 {
 	return 0
 }
 
+// expunge drops uids from the view and sends an EXPUNGE for each one the
+// client knew, with the sequence number it has at that moment (RFC 9051
+// 7.5.1). The writer is EXPUNGE's, MOVE's or an update's.
+func (v *view) expunge(w interface{ WriteExpunge(seq uint32) error }, uids []uint32) error {
+	for _, uid := range uids {
+		if seq := v.remove(uid); seq > 0 {
+			if err := w.WriteExpunge(seq); err != nil {
+				return fmt.Errorf("writing expunge: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // flush writes pending updates: EXPUNGE (when allowed), EXISTS, then FETCH
 // FLAGS (RFC 9051 7.4.1, 7.5.1, 7.5.2).
 func (v *view) flush(w *imapserver.UpdateWriter, allowExpunge bool) error {
@@ -151,12 +164,8 @@ func (v *view) flush(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			gone = append(gone, uid)
 		}
 		slices.Sort(gone)
-		for _, uid := range gone {
-			if seq := v.remove(uid); seq > 0 {
-				if err := w.WriteExpunge(seq); err != nil {
-					return fmt.Errorf("writing expunge: %w", err)
-				}
-			}
+		if err := v.expunge(w, gone); err != nil {
+			return err
 		}
 	}
 	if len(v.uids) != v.reported {
@@ -228,6 +237,15 @@ func (s *session) resolve(numSet imap.NumSet) []target {
 		_, gone := v.gone[t.uid]
 		return gone
 	})
+}
+
+// resolveWritable is resolve for STORE and MOVE, which a mailbox opened
+// with EXAMINE refuses (RFC 9051 6.3.3).
+func (s *session) resolveWritable(numSet imap.NumSet) ([]target, error) {
+	if s.view.readOnly {
+		return nil, errReadOnly
+	}
+	return s.resolve(numSet), nil
 }
 
 // staticRange replaces "*" (0) by max and orders the bounds (RFC 9051 9:

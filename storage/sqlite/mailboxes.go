@@ -353,8 +353,9 @@ func (s *Store) RenameMailbox(ctx context.Context, acct storage.AccountID, from,
 			old, new string
 		}
 		renames := []rename{{src.ID, from, to}}
+		// substr counts characters, not bytes.
 		rows, err := tx.QueryContext(ctx, `SELECT id, name FROM mailboxes WHERE account = ? AND substr(name, 1, ?) = ? ORDER BY name`,
-			acct, len(from)+1, from+delim)
+			acct, utf8.RuneCountInString(from+delim), from+delim)
 		if err != nil {
 			return err
 		}
@@ -421,8 +422,8 @@ func renameInbox(ctx context.Context, tx *sql.Tx, ch *changes, acct storage.Acco
 		return err
 	}
 	if len(uids) > 0 {
-		modseq := inbox.HighestModSeq + 1
-		if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = ? WHERE id = ?`, modseq, inbox.ID); err != nil {
+		modseq, err := bumpModSeq(ctx, tx, inbox.ID)
+		if err != nil {
 			return err
 		}
 		for _, uid := range uids {
