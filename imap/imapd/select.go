@@ -25,7 +25,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	defer s.mu.Unlock()
 	s.view = nil
 	s.searchRes = nil // RFC 5182 2.1: $ is reset by SELECT
-	mbox, err := s.srv.store.MailboxByName(s.ctx(), s.acct.ID, name)
+	mbox, err := s.srv.store.MailboxByName(s.ctx(), s.acct.ID, normName(name))
 	if err != nil {
 		return nil, s.mailboxErr("select", err)
 	}
@@ -110,6 +110,19 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 // update takes the feed's pending changes into the view and writes them.
 // The caller holds s.mu.
 func (s *session) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if err := s.absorb(nil); err != nil || s.view == nil {
+		return err
+	}
+	if err := s.view.flush(w, allowExpunge); err != nil {
+		return fmt.Errorf("imapd: update: %w", err)
+	}
+	return nil
+}
+
+// absorb takes the feed's pending changes into the view without writing
+// anything, dropping those skip returns true for (skip may be nil). With no
+// mailbox selected the changes are discarded. The caller holds s.mu.
+func (s *session) absorb(skip func(storage.Change) bool) error {
 	if s.sub == nil {
 		return nil
 	}
@@ -129,10 +142,9 @@ func (s *session) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		v.resync(msgs)
 	}
 	for _, c := range changes {
-		v.apply(c)
-	}
-	if err := v.flush(w, allowExpunge); err != nil {
-		return fmt.Errorf("imapd: update: %w", err)
+		if skip == nil || !skip(c) {
+			v.apply(c)
+		}
 	}
 	return nil
 }

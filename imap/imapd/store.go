@@ -38,13 +38,33 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err != nil {
 		return s.internal("store", err)
 	}
+	// Take in what the feed holds now. It already carries this STORE's own
+	// changes (published before StoreFlags returned): drop those, the reply
+	// (or .SILENT) covers them; keep other sessions' changes, to report.
+	ours := make(map[uint32]uint64, len(updated))
+	for _, u := range updated {
+		ours[u.UID] = u.ModSeq
+	}
+	mbox := s.view.mbox.ID
+	if err := s.absorb(func(c storage.Change) bool {
+		return c.Kind == storage.ChangeFlags && c.Mailbox == mbox && c.ModSeq == ours[c.UID]
+	}); err != nil {
+		return err
+	}
 	newFlags := make(map[uint32][]string, len(updated))
 	for _, u := range updated {
 		newFlags[u.UID] = u.Flags
-		s.view.modseq[u.UID] = u.ModSeq // the feed's echo is then ignored
-		if flags.Silent {
-			// RFC 9051 6.4.6: .SILENT; our own change is not echoed.
-			delete(s.view.flags, u.UID)
+		if s.view.modseq[u.UID] > u.ModSeq {
+			continue // a later change by another session is pending: it is reported as is
+		}
+		_, pending := s.view.flags[u.UID]
+		s.view.modseq[u.UID] = u.ModSeq
+		delete(s.view.flags, u.UID)
+		if flags.Silent && pending {
+			// RFC 9051 6.4.6: .SILENT hides only this command's own change;
+			// an earlier change by another session that the client was not
+			// told about yet is reported, with the flags as they are now.
+			s.view.flags[u.UID] = u.Flags
 		}
 	}
 	if flags.Silent {
@@ -71,7 +91,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if !ok {
 			continue
 		}
-		delete(s.view.flags, t.uid)
+		if s.view.modseq[t.uid] <= ours[t.uid] || ours[t.uid] == 0 {
+			delete(s.view.flags, t.uid) // this reply carries the current flags
+		}
 		rw := w.CreateMessage(t.seq)
 		rw.WriteUID(imap.UID(t.uid))
 		rw.WriteFlags(toFlags(f))
