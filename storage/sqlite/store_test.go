@@ -141,17 +141,3 @@ func TestClosed(t *testing.T) {
 	_, err = s.AddDomain(context.Background(), "example.org")
 	require.Error(t, err)
 }
-
-// RenameMailbox takes the children along whatever the name's script:
-// SQLite's substr counts characters, not bytes.
-func TestRenameNonASCIIChildren(t *testing.T) {
-	s, a := openStore(t)
-	ctx := context.Background()
-	_, err := s.CreateMailbox(ctx, a.ID, "Reçus/Équipe", storage.SpecialUseNone)
-	require.NoError(t, err)
-	require.NoError(t, s.RenameMailbox(ctx, a.ID, "Reçus", "Arrivés"))
-	_, err = s.MailboxByName(ctx, a.ID, "Arrivés/Équipe")
-	require.NoError(t, err, "child renamed")
-	_, err = s.MailboxByName(ctx, a.ID, "Reçus/Équipe")
-	require.ErrorIs(t, err, storage.ErrNotFound, "old child name gone")
-}

@@ -178,3 +178,16 @@ func testSubscriptions(t *testing.T, e *env) {
 	require.ErrorIs(t, e.s.SetSubscribed(e.ctx, e.alice.ID, "Nope", true), storage.ErrNotFound)
 	assert.True(t, e.mailbox(t, e.bob.ID, "Junk").Subscribed)
 }
+
+// testRenameNonASCII: children of a mailbox whose name is not ASCII move
+// with it (names are UTF-8, RFC 9051 5.1; lengths in bytes and characters
+// differ).
+func testRenameNonASCII(t *testing.T, e *env) {
+	_, err := e.s.CreateMailbox(e.ctx, e.alice.ID, "Reçus/Équipe", storage.SpecialUseNone)
+	require.NoError(t, err)
+	require.NoError(t, e.s.RenameMailbox(e.ctx, e.alice.ID, "Reçus", "Arrivés"))
+	_, err = e.s.MailboxByName(e.ctx, e.alice.ID, "Arrivés/Équipe")
+	require.NoError(t, err, "child renamed")
+	_, err = e.s.MailboxByName(e.ctx, e.alice.ID, "Reçus/Équipe")
+	require.ErrorIs(t, err, storage.ErrNotFound, "old child name gone")
+}

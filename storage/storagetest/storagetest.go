@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"CreateMailbox", testCreateMailbox},
 		{"DeleteMailbox", testDeleteMailbox},
 		{"RenameMailbox", testRenameMailbox},
+		{"RenameNonASCII", testRenameNonASCII},
 		{"RenameInbox", testRenameInbox},
 		{"Subscriptions", testSubscriptions},
 		{"Append", testAppend},
