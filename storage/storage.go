@@ -230,5 +230,8 @@ type Store interface {
 	// after Subscribe returns are delivered, in commit order.
 	Subscribe(acct AccountID) *Subscription
 
+	// The directory (directory.go).
+	DirectoryStore
+
 	Close() error
 }

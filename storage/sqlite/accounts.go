@@ -139,7 +139,8 @@ func (s *Store) CreateAccount(ctx context.Context, address, name, passwordHash s
 				return err
 			}
 		}
-		return nil
+		// The account is an entry of the directory (source local).
+		return insertLocalMailbox(ctx, tx, acct)
 	})
 	if err != nil {
 		return storage.Account{}, err

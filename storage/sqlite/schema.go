@@ -65,6 +65,128 @@ CREATE TABLE messages (
 ) WITHOUT ROWID;
 CREATE INDEX messages_blob ON messages(blob);
 `,
+	// 2: the directory (storage.DirectoryStore). Each table keeps the
+	// entry whole in data (directory_codec.go) and, as columns, what
+	// lookups, filters and ranking use. Name keys are dirkey.Name of the
+	// parts; the (family, given) and (given, family) pairs are indexed as
+	// pairs so that "exact family name first" is an index seek.
+	`
+CREATE TABLE dir_professionals (
+	id              TEXT NOT NULL PRIMARY KEY,
+	source          TEXT NOT NULL,
+	hash            INTEGER NOT NULL, -- uint64 bit pattern
+	family_key      TEXT NOT NULL,
+	given_key       TEXT NOT NULL,
+	profession_code TEXT NOT NULL,
+	specialty_code  TEXT NOT NULL,
+	data            BLOB NOT NULL
+) WITHOUT ROWID;
+-- The pairs carry the codes, so that a name leg filtered by profession or
+-- specialty reads the index alone. Codes alone: (code, id), appended in
+-- import order, so cheap to maintain. The RPPS/ADELI number needs no index:
+-- id is its type digit followed by it.
+CREATE INDEX dir_professionals_name ON dir_professionals(family_key, given_key, profession_code, specialty_code);
+CREATE INDEX dir_professionals_rev ON dir_professionals(given_key, family_key, profession_code, specialty_code);
+CREATE INDEX dir_professionals_profession ON dir_professionals(profession_code);
+CREATE INDEX dir_professionals_specialty ON dir_professionals(specialty_code);
+
+CREATE TABLE dir_activities (
+	professional TEXT NOT NULL,
+	akey         TEXT NOT NULL,
+	source       TEXT NOT NULL,
+	hash         INTEGER NOT NULL,
+	organisation TEXT NOT NULL,
+	postal_code  TEXT NOT NULL,
+	city_key     TEXT NOT NULL,
+	data         BLOB NOT NULL,
+	PRIMARY KEY (professional, akey)
+) WITHOUT ROWID;
+CREATE INDEX dir_activities_postal ON dir_activities(postal_code);
+CREATE INDEX dir_activities_city ON dir_activities(city_key);
+
+CREATE TABLE dir_organisations (
+	id           TEXT NOT NULL PRIMARY KEY,
+	source       TEXT NOT NULL,
+	hash         INTEGER NOT NULL,
+	finess       TEXT NOT NULL,
+	legal_finess TEXT NOT NULL,
+	siret        TEXT NOT NULL,
+	siren        TEXT NOT NULL,
+	name_key     TEXT NOT NULL,
+	trade_key    TEXT NOT NULL,
+	postal_code  TEXT NOT NULL,
+	city_key     TEXT NOT NULL,
+	data         BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dir_organisations_finess ON dir_organisations(finess);
+CREATE INDEX dir_organisations_legal_finess ON dir_organisations(legal_finess);
+CREATE INDEX dir_organisations_siret ON dir_organisations(siret);
+CREATE INDEX dir_organisations_siren ON dir_organisations(siren);
+CREATE INDEX dir_organisations_name ON dir_organisations(name_key);
+CREATE INDEX dir_organisations_trade ON dir_organisations(trade_key);
+CREATE INDEX dir_organisations_postal ON dir_organisations(postal_code);
+CREATE INDEX dir_organisations_city ON dir_organisations(city_key);
+
+-- A local account and the national extraction may both list an address.
+-- name_a/name_b: (family, given) of a named owner, else (organisation
+-- name, ''); rev_a/rev_b: (given, family), or ('', '') without a given name.
+CREATE TABLE dir_mailboxes (
+	address_key     TEXT NOT NULL, -- lower-case address
+	source          TEXT NOT NULL,
+	hash            INTEGER NOT NULL,
+	professional    TEXT NOT NULL,
+	organisation    TEXT NOT NULL,
+	account         INTEGER NOT NULL,
+	name_a          TEXT NOT NULL,
+	name_b          TEXT NOT NULL,
+	rev_a           TEXT NOT NULL,
+	rev_b           TEXT NOT NULL,
+	profession_code TEXT NOT NULL,
+	specialty_code  TEXT NOT NULL,
+	postal_code     TEXT NOT NULL,
+	city_key        TEXT NOT NULL,
+	data            BLOB NOT NULL,
+	PRIMARY KEY (address_key, source)
+) WITHOUT ROWID;
+CREATE INDEX dir_mailboxes_professional ON dir_mailboxes(professional);
+CREATE INDEX dir_mailboxes_organisation ON dir_mailboxes(organisation);
+CREATE INDEX dir_mailboxes_name ON dir_mailboxes(name_a, name_b);
+CREATE INDEX dir_mailboxes_rev ON dir_mailboxes(rev_a, rev_b);
+CREATE INDEX dir_mailboxes_postal ON dir_mailboxes(postal_code);
+CREATE INDEX dir_mailboxes_city ON dir_mailboxes(city_key);
+CREATE INDEX dir_mailboxes_account ON dir_mailboxes(account) WHERE account != 0;
+
+CREATE TABLE dir_certificates (
+	address_key TEXT NOT NULL,
+	fingerprint TEXT NOT NULL,
+	source      TEXT NOT NULL,
+	not_before  INTEGER NOT NULL, -- unix nanoseconds
+	not_after   INTEGER NOT NULL,
+	added       INTEGER NOT NULL,
+	address     TEXT NOT NULL,
+	subject     TEXT NOT NULL,
+	der         BLOB NOT NULL,
+	PRIMARY KEY (address_key, fingerprint)
+) WITHOUT ROWID;
+
+CREATE TABLE dir_trust (
+	domain       TEXT NOT NULL, -- lower-case
+	operator_key TEXT NOT NULL,
+	source       TEXT NOT NULL,
+	hash         INTEGER NOT NULL,
+	updated      INTEGER NOT NULL,
+	data         BLOB NOT NULL,
+	PRIMARY KEY (domain, operator_key)
+) WITHOUT ROWID;
+CREATE INDEX dir_trust_operator ON dir_trust(operator_key);
+
+-- Search indexes dropped for a bulk import (directory_bulk.go), with the
+-- statement that recreates each.
+CREATE TABLE dir_deferred_indexes (
+	name TEXT PRIMARY KEY,
+	sql  TEXT NOT NULL
+);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) (int, error) {
@@ -97,13 +219,20 @@ func (s *Store) migrate(ctx context.Context) (int, error) {
 					return err
 				}
 			}
+			if i == 1 {
+				// Accounts created before the directory become its local entries.
+				if err := backfillLocalMailboxes(ctx, tx); err != nil {
+					return fmt.Errorf("migration %d: %w", i+1, err)
+				}
+			}
 			s.log.Info("sqlite schema migrated", "version", i+1)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
 			return err
 		}
 		version = len(migrations)
-		return nil
+		// A bulk import that never finished left search indexes out.
+		return rebuildDeferredIndexes(ctx, tx, s.log)
 	})
 	return version, err
 }

@@ -83,7 +83,9 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 	}
 	base := (&url.URL{Scheme: "file", OmitHost: true, Path: path}).String()
-	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+	// temp_store in memory: the SAVEPOINT of each job of a group commit keeps
+	// its page copies there rather than in a temporary file.
+	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
 	wdb, err := sql.Open("sqlite", base+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)

@@ -53,6 +53,16 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"Concurrency", testConcurrency},
 		{"Isolation", testIsolation},
 		{"Persistence", testPersistence},
+		{"DirectoryApply", testDirectoryApply},
+		{"DirectoryOwnership", testDirectoryOwnership},
+		{"DirectoryValidation", testDirectoryValidation},
+		{"DirectorySearchName", testDirectorySearchName},
+		{"DirectorySearchRanking", testDirectorySearchRanking},
+		{"DirectorySearchFilters", testDirectorySearchFilters},
+		{"DirectorySearchPaging", testDirectorySearchPaging},
+		{"DirectoryLocalAccounts", testDirectoryLocalAccounts},
+		{"DirectoryCertificates", testDirectoryCertificates},
+		{"DirectoryTrust", testDirectoryTrust},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

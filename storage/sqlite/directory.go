@@ -1,0 +1,842 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/dirkey"
+)
+
+// The directory (storage.DirectoryStore) on the dir_* tables of migration 2.
+//
+// Ownership: an entry belongs to the source that first wrote its key. A
+// batch of another source never overwrites nor deletes it (the upsert is
+// ignored), so that two national files naming the same structure do not
+// fight over it and local entries stay local. Mailbox entries are keyed by
+// (address, source) instead: a local account and the national extraction
+// may both list an address.
+
+// writeCacheKiB is the write connection's page cache while importing: the
+// name indexes take random inserts, and a cache that holds them saves
+// re-reading their pages for every batch.
+const writeCacheKiB = 256 << 10
+
+func dirTable(kind storage.EntryKind) (string, error) {
+	switch kind {
+	case storage.KindProfessional:
+		return "dir_professionals", nil
+	case storage.KindActivity:
+		return "dir_activities", nil
+	case storage.KindOrganisation:
+		return "dir_organisations", nil
+	case storage.KindMailbox:
+		return "dir_mailboxes", nil
+	case storage.KindTrust:
+		return "dir_trust", nil
+	}
+	return "", fmt.Errorf("directory kind %q: %w", kind, storage.ErrInvalid)
+}
+
+// mailboxKey is the lookup key of an address: trimmed, lower-case, and
+// with a local part and a domain.
+func mailboxKey(address string) (string, error) {
+	a := strings.ToLower(strings.TrimSpace(address))
+	local, dom, ok := strings.Cut(a, "@")
+	if !ok || local == "" || dom == "" || strings.ContainsAny(a, " \t\r\n<>") {
+		return "", fmt.Errorf("address %q: %w", address, storage.ErrInvalid)
+	}
+	return a, nil
+}
+
+func validateBatch(b *storage.DirectoryBatch) error {
+	if b.Source == "" {
+		return fmt.Errorf("batch without source: %w", storage.ErrInvalid)
+	}
+	if b.Source == storage.SourceLocal {
+		return fmt.Errorf("source %q is kept by the accounts: %w", b.Source, storage.ErrInvalid)
+	}
+	for i := range b.Professionals {
+		if b.Professionals[i].ID == "" {
+			return fmt.Errorf("professional %d: empty id: %w", i, storage.ErrInvalid)
+		}
+	}
+	for i := range b.Activities {
+		a := &b.Activities[i]
+		if a.Professional == "" || a.Key == "" || strings.Contains(a.Professional, "/") {
+			return fmt.Errorf("activity %d: bad key %q/%q: %w", i, a.Professional, a.Key, storage.ErrInvalid)
+		}
+	}
+	for i := range b.Organisations {
+		if b.Organisations[i].ID == "" {
+			return fmt.Errorf("organisation %d: empty id: %w", i, storage.ErrInvalid)
+		}
+	}
+	for i := range b.Mailboxes {
+		if _, err := mailboxKey(b.Mailboxes[i].Address); err != nil {
+			return fmt.Errorf("mailbox %d: %w", i, err)
+		}
+	}
+	for i := range b.Trust {
+		t := &b.Trust[i]
+		if strings.TrimSpace(t.Domain) == "" || t.OperatorKey == "" || strings.Contains(t.Domain, " ") {
+			return fmt.Errorf("trust entry %d: bad key %q %q: %w", i, t.Domain, t.OperatorKey, storage.ErrInvalid)
+		}
+	}
+	for i, d := range b.Delete {
+		if _, err := dirTable(d.Kind); err != nil {
+			return fmt.Errorf("delete %d: %w", i, err)
+		}
+		if d.Key == "" {
+			return fmt.Errorf("delete %d: empty key: %w", i, storage.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// ApplyDirectory writes a batch in one write job (one SAVEPOINT of a group
+// commit): deletes first, then upserts.
+func (s *Store) ApplyDirectory(ctx context.Context, b storage.DirectoryBatch) error {
+	if err := validateBatch(&b); err != nil {
+		return fmt.Errorf("sqlite: apply directory: %w", err)
+	}
+	return s.write(ctx, "apply directory", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = -%d`, writeCacheKiB)); err != nil {
+			return err
+		}
+		w := dirWriter{ctx: ctx, tx: tx, source: b.Source}
+		defer w.close()
+		if err := w.deletes(b.Delete); err != nil {
+			return err
+		}
+		if err := w.organisations(b.Organisations); err != nil {
+			return err
+		}
+		if err := w.professionals(b.Professionals); err != nil {
+			return err
+		}
+		if err := w.activities(b.Activities); err != nil {
+			return err
+		}
+		if err := w.mailboxes(b.Mailboxes); err != nil {
+			return err
+		}
+		if err := w.trust(b.Trust); err != nil {
+			return err
+		}
+		return maybeAnalyze(ctx, tx, &b)
+	})
+}
+
+// dirWriter holds one batch's prepared statements.
+type dirWriter struct {
+	ctx    context.Context
+	tx     *sql.Tx
+	source string
+	stmts  []*sql.Stmt
+	buf    []byte
+}
+
+func (w *dirWriter) prepare(query string) (*sql.Stmt, error) {
+	st, err := w.tx.PrepareContext(w.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts = append(w.stmts, st)
+	return st, nil
+}
+
+func (w *dirWriter) close() {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+}
+
+func (w *dirWriter) deletes(refs []storage.EntryRef) error {
+	for _, d := range refs {
+		var err error
+		switch d.Kind {
+		case storage.KindProfessional:
+			if _, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_professionals WHERE id = ? AND source = ?`, d.Key, w.source); err == nil {
+				_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_activities WHERE professional = ? AND source = ?`, d.Key, w.source)
+			}
+		case storage.KindActivity:
+			prof, key, ok := strings.Cut(d.Key, "/")
+			if !ok {
+				return fmt.Errorf("delete activity %q: %w", d.Key, storage.ErrInvalid)
+			}
+			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_activities WHERE professional = ? AND akey = ? AND source = ?`, prof, key, w.source)
+		case storage.KindOrganisation:
+			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_organisations WHERE id = ? AND source = ?`, d.Key, w.source)
+		case storage.KindMailbox:
+			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_mailboxes WHERE address_key = ? AND source = ?`, strings.ToLower(strings.TrimSpace(d.Key)), w.source)
+		case storage.KindTrust:
+			dom, op, ok := strings.Cut(d.Key, " ")
+			if !ok {
+				return fmt.Errorf("delete trust entry %q: %w", d.Key, storage.ErrInvalid)
+			}
+			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_trust WHERE domain = ? AND operator_key = ? AND source = ?`, strings.ToLower(dom), op, w.source)
+		}
+		if err != nil {
+			return fmt.Errorf("delete %s %q: %w", d.Kind, d.Key, err)
+		}
+	}
+	return nil
+}
+
+// bulkRows is how many rows one INSERT statement carries: binding and
+// stepping one statement per 32 rows instead of per row divides the
+// per-statement cost of database/sql and the driver.
+const bulkRows = 200
+
+// bulk accumulates the rows of a multi-row upsert.
+type bulk struct {
+	w          *dirWriter
+	head, tail string // INSERT ... and ON CONFLICT ...
+	cols       int
+	n          int
+	args       []any
+	full       *sql.Stmt // for bulkRows rows
+}
+
+func (w *dirWriter) bulk(head, tail string, cols int) *bulk {
+	return &bulk{w: w, head: head, tail: tail, cols: cols, args: make([]any, 0, cols*bulkRows)}
+}
+
+func (b *bulk) query(rows int) string {
+	row := "(" + inList(b.cols) + "),"
+	return b.head + " VALUES " + strings.TrimSuffix(strings.Repeat(row, rows), ",") + " " + b.tail
+}
+
+func (b *bulk) add(vals ...any) error {
+	b.args = append(b.args, vals...)
+	b.n++
+	if b.n == bulkRows {
+		return b.flush()
+	}
+	return nil
+}
+
+func (b *bulk) flush() error {
+	if b.n == 0 {
+		return nil
+	}
+	var err error
+	if b.n == bulkRows {
+		if b.full == nil {
+			if b.full, err = b.w.prepare(b.query(bulkRows)); err != nil {
+				return err
+			}
+		}
+		_, err = b.full.ExecContext(b.w.ctx, b.args...)
+	} else {
+		_, err = b.w.tx.ExecContext(b.w.ctx, b.query(b.n), b.args...)
+	}
+	clear(b.args)
+	b.args = b.args[:0]
+	b.n = 0
+	return err
+}
+
+func (w *dirWriter) professionals(ps []storage.Professional) error {
+	b := w.bulk(`INSERT OR FAIL INTO dir_professionals (id, source, hash, family_key, given_key, profession_code, specialty_code, data)`,
+		`ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, family_key = excluded.family_key,
+	given_key = excluded.given_key, profession_code = excluded.profession_code, specialty_code = excluded.specialty_code, data = excluded.data
+WHERE dir_professionals.source = excluded.source`, 8)
+	for i := range ps {
+		p := &ps[i]
+		if err := b.add(p.ID, w.source, int64(p.Hash), dirkey.Name(p.FamilyName), dirkey.Name(p.GivenName),
+			p.ProfessionCode, p.SpecialtyCode, encodeProfessional(nil, p)); err != nil {
+			return fmt.Errorf("professionals: %w", err)
+		}
+	}
+	if err := b.flush(); err != nil {
+		return fmt.Errorf("professionals: %w", err)
+	}
+	return nil
+}
+
+func (w *dirWriter) activities(as []storage.Activity) error {
+	b := w.bulk(`INSERT OR FAIL INTO dir_activities (professional, akey, source, hash, organisation, postal_code, city_key, data)`,
+		`ON CONFLICT (professional, akey) DO UPDATE SET hash = excluded.hash, organisation = excluded.organisation,
+	postal_code = excluded.postal_code, city_key = excluded.city_key, data = excluded.data
+WHERE dir_activities.source = excluded.source`, 8)
+	for i := range as {
+		a := &as[i]
+		if err := b.add(a.Professional, a.Key, w.source, int64(a.Hash), a.Organisation,
+			strings.TrimSpace(a.PostalCode), dirkey.Name(a.City), encodeActivity(nil, a)); err != nil {
+			return fmt.Errorf("activities: %w", err)
+		}
+	}
+	if err := b.flush(); err != nil {
+		return fmt.Errorf("activities: %w", err)
+	}
+	return nil
+}
+
+func (w *dirWriter) organisations(os []storage.Organisation) error {
+	b := w.bulk(`INSERT OR FAIL INTO dir_organisations (id, source, hash, finess, legal_finess, siret, siren, name_key, trade_key, postal_code, city_key, data)`,
+		`ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, finess = excluded.finess, legal_finess = excluded.legal_finess,
+	siret = excluded.siret, siren = excluded.siren, name_key = excluded.name_key, trade_key = excluded.trade_key,
+	postal_code = excluded.postal_code, city_key = excluded.city_key, data = excluded.data
+WHERE dir_organisations.source = excluded.source`, 12)
+	for i := range os {
+		o := &os[i]
+		if err := b.add(o.ID, w.source, int64(o.Hash), o.FINESS, o.LegalFINESS, o.SIRET, o.SIREN,
+			dirkey.Name(o.Name), dirkey.Name(o.TradeName), strings.TrimSpace(o.Address.PostalCode), dirkey.Name(o.Address.City),
+			encodeOrganisation(nil, o)); err != nil {
+			return fmt.Errorf("organisations: %w", err)
+		}
+	}
+	if err := b.flush(); err != nil {
+		return fmt.Errorf("organisations: %w", err)
+	}
+	return nil
+}
+
+// mailboxNameKeys gives a mailbox entry's name pair and reversed pair
+// (schema comment of dir_mailboxes).
+func mailboxNameKeys(m *storage.MailboxEntry) (na, nb, ra, rb string) {
+	f, g := dirkey.Name(m.FamilyName), dirkey.Name(m.GivenName)
+	if f == "" && g == "" {
+		return dirkey.Name(m.OrganisationName), "", "", ""
+	}
+	if f == "" {
+		return g, "", "", ""
+	}
+	if g == "" {
+		return f, "", "", ""
+	}
+	return f, g, g, f
+}
+
+const upsertMailbox = `INSERT INTO dir_mailboxes (address_key, source, hash, professional, organisation, account, name_a, name_b, rev_a, rev_b,
+	profession_code, specialty_code, postal_code, city_key, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (address_key, source) DO UPDATE SET hash = excluded.hash, professional = excluded.professional,
+	organisation = excluded.organisation, account = excluded.account, name_a = excluded.name_a, name_b = excluded.name_b,
+	rev_a = excluded.rev_a, rev_b = excluded.rev_b, profession_code = excluded.profession_code,
+	specialty_code = excluded.specialty_code, postal_code = excluded.postal_code, city_key = excluded.city_key, data = excluded.data`
+
+type execer interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
+}
+
+func putMailbox(ctx context.Context, st execer, buf []byte, m *storage.MailboxEntry) ([]byte, error) {
+	key, err := mailboxKey(m.Address)
+	if err != nil {
+		return buf, err
+	}
+	na, nb, ra, rb := mailboxNameKeys(m)
+	buf = encodeMailbox(buf[:0], m)
+	_, err = st.ExecContext(ctx, key, m.Source, int64(m.Hash), m.Professional, m.Organisation, int64(m.Account),
+		na, nb, ra, rb, m.ProfessionCode, m.SpecialtyCode, strings.TrimSpace(m.StructureAddress.PostalCode),
+		dirkey.Name(m.StructureAddress.City), buf)
+	if err != nil {
+		return buf, fmt.Errorf("mailbox %q: %w", m.Address, err)
+	}
+	return buf, nil
+}
+
+func (w *dirWriter) mailboxes(ms []storage.MailboxEntry) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	st, err := w.prepare(upsertMailbox)
+	if err != nil {
+		return err
+	}
+	for i := range ms {
+		m := ms[i]
+		m.Source = w.source
+		m.Account = 0
+		if w.buf, err = putMailbox(w.ctx, st, w.buf, &m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *dirWriter) trust(ts []storage.TrustEntry) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	st, err := w.prepare(`INSERT INTO dir_trust (domain, operator_key, source, hash, updated, data) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (domain, operator_key) DO UPDATE SET hash = excluded.hash, updated = excluded.updated, data = excluded.data
+WHERE dir_trust.source = excluded.source`)
+	if err != nil {
+		return err
+	}
+	for i := range ts {
+		t := ts[i]
+		t.Domain = strings.ToLower(strings.TrimSpace(t.Domain))
+		var updated int64
+		if !t.Updated.IsZero() {
+			updated = unixNano(t.Updated)
+		}
+		w.buf = encodeTrust(w.buf[:0], &t)
+		if _, err := st.ExecContext(w.ctx, t.Domain, t.OperatorKey, w.source, int64(t.Hash), updated, w.buf); err != nil {
+			return fmt.Errorf("trust entry %q: %w", t.Domain, err)
+		}
+	}
+	return nil
+}
+
+// maybeAnalyze refreshes the planner's statistics (ANALYZE, sampled with
+// analysis_limit so it costs milliseconds) when a table has grown past
+// twice its size at the last analysis. Growth is counted from the batch
+// sizes in counters (updates count as growth: at worst an extra cheap
+// ANALYZE), so no batch ever counts a table.
+func maybeAnalyze(ctx context.Context, tx *sql.Tx, b *storage.DirectoryBatch) error {
+	for _, t := range []struct {
+		table string
+		n     int
+	}{
+		{"dir_professionals", len(b.Professionals)},
+		{"dir_activities", len(b.Activities)},
+		{"dir_organisations", len(b.Organisations)},
+		{"dir_mailboxes", len(b.Mailboxes)},
+		{"dir_trust", len(b.Trust)},
+	} {
+		if t.n == 0 {
+			continue
+		}
+		grownName, analyzedName := "grown_"+t.table, "analyzed_"+t.table
+		var grown int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO counters (name, value) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value`, grownName, t.n).Scan(&grown); err != nil {
+			return fmt.Errorf("analyze counters: %w", err)
+		}
+		var analyzed int64
+		err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = ?`, analyzedName).Scan(&analyzed)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("analyze counters: %w", err)
+		}
+		if grown < 2*analyzed || grown < 64 && analyzed > 0 {
+			continue
+		}
+		// https://sqlite.org/lang_analyze.html#approx: analysis_limit
+		// samples each index instead of reading it all.
+		if _, err := tx.ExecContext(ctx, `PRAGMA analysis_limit = 1000`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `ANALYZE `+t.table); err != nil {
+			return fmt.Errorf("analyze %s: %w", t.table, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value`, analyzedName, grown); err != nil {
+			return fmt.Errorf("analyze counters: %w", err)
+		}
+	}
+	return nil
+}
+
+// DirectoryHashes calls fn with the key and hash of every entry of a kind
+// and source (keys as storage.DirectoryStore documents).
+func (s *Store) DirectoryHashes(ctx context.Context, kind storage.EntryKind, source string, fn func(key string, hash uint64) error) error {
+	var query string
+	switch kind {
+	case storage.KindProfessional:
+		query = `SELECT id, hash FROM dir_professionals WHERE source = ?`
+	case storage.KindActivity:
+		query = `SELECT professional || '/' || akey, hash FROM dir_activities WHERE source = ?`
+	case storage.KindOrganisation:
+		query = `SELECT id, hash FROM dir_organisations WHERE source = ?`
+	case storage.KindMailbox:
+		query = `SELECT address_key, hash FROM dir_mailboxes WHERE source = ?`
+	case storage.KindTrust:
+		query = `SELECT domain || ' ' || operator_key, hash FROM dir_trust WHERE source = ?`
+	default:
+		return fmt.Errorf("sqlite: directory hashes: kind %q: %w", kind, storage.ErrInvalid)
+	}
+	return s.read(ctx, "directory hashes", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, source)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var key string
+			var h int64
+			if err := rows.Scan(&key, &h); err != nil {
+				return err
+			}
+			if err := fn(key, uint64(h)); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
+// DirectoryCount counts the entries of a kind and source ("" for all).
+func (s *Store) DirectoryCount(ctx context.Context, kind storage.EntryKind, source string) (int, error) {
+	table, err := dirTable(kind)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: directory count: %w", err)
+	}
+	var n int
+	err = s.read(ctx, "directory count", func(tx *sql.Tx) error {
+		if source == "" {
+			return tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n)
+		}
+		return tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE source = ?`, source).Scan(&n)
+	})
+	return n, err
+}
+
+func scanProfessional(row interface{ Scan(...any) error }) (storage.Professional, error) {
+	var p storage.Professional
+	var h int64
+	var data []byte
+	if err := row.Scan(&p.Source, &h, &data); err != nil {
+		return p, err
+	}
+	p.Hash = uint64(h)
+	return p, decodeProfessional(data, &p)
+}
+
+func scanOrganisation(row interface{ Scan(...any) error }) (storage.Organisation, error) {
+	var o storage.Organisation
+	var h int64
+	var data []byte
+	if err := row.Scan(&o.Source, &h, &data); err != nil {
+		return o, err
+	}
+	o.Hash = uint64(h)
+	return o, decodeOrganisation(data, &o)
+}
+
+func scanActivity(row interface{ Scan(...any) error }) (storage.Activity, error) {
+	var a storage.Activity
+	var h int64
+	var data []byte
+	if err := row.Scan(&a.Source, &h, &data); err != nil {
+		return a, err
+	}
+	a.Hash = uint64(h)
+	return a, decodeActivity(data, &a)
+}
+
+func scanMailboxEntry(row interface{ Scan(...any) error }) (storage.MailboxEntry, error) {
+	var m storage.MailboxEntry
+	var h, acct int64
+	var data []byte
+	if err := row.Scan(&m.Source, &h, &acct, &data); err != nil {
+		return m, err
+	}
+	m.Hash = uint64(h)
+	m.Account = storage.AccountID(acct)
+	return m, decodeMailbox(data, &m)
+}
+
+func scanTrust(row interface{ Scan(...any) error }) (storage.TrustEntry, error) {
+	var t storage.TrustEntry
+	var h, updated int64
+	var data []byte
+	if err := row.Scan(&h, &updated, &data); err != nil {
+		return t, err
+	}
+	t.Hash = uint64(h)
+	if updated != 0 {
+		t.Updated = fromUnixNano(updated)
+	}
+	return t, decodeTrust(data, &t)
+}
+
+// Professional finds a professional by national id, else by RPPS/ADELI
+// number (the national id is the type digit, 8 or 0, then the number).
+func (s *Store) Professional(ctx context.Context, id string) (storage.Professional, error) {
+	var p storage.Professional
+	err := s.read(ctx, "professional", func(tx *sql.Tx) error {
+		var err error
+		p, err = scanProfessional(tx.QueryRowContext(ctx, `SELECT source, hash, data FROM dir_professionals WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			p, err = scanProfessional(tx.QueryRowContext(ctx,
+				`SELECT source, hash, data FROM dir_professionals WHERE id IN ('8' || ?, '0' || ?) ORDER BY id LIMIT 1`, id, id))
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("professional %q: %w", id, storage.ErrNotFound)
+		}
+		return err
+	})
+	return p, err
+}
+
+// Activities lists a professional's activities by key.
+func (s *Store) Activities(ctx context.Context, professionalID string) ([]storage.Activity, error) {
+	var out []storage.Activity
+	err := s.read(ctx, "activities", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT source, hash, data FROM dir_activities WHERE professional = ? ORDER BY akey`, professionalID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a, err := scanActivity(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Organisation finds an organisation by id, else by FINESS (site, then
+// legal entity), else by SIRET.
+func (s *Store) Organisation(ctx context.Context, id string) (storage.Organisation, error) {
+	var o storage.Organisation
+	err := s.read(ctx, "organisation", func(tx *sql.Tx) error {
+		var err error
+		for _, q := range []string{
+			`SELECT source, hash, data FROM dir_organisations WHERE id = ?`,
+			`SELECT source, hash, data FROM dir_organisations WHERE finess = ? ORDER BY id LIMIT 1`,
+			`SELECT source, hash, data FROM dir_organisations WHERE legal_finess = ? ORDER BY id LIMIT 1`,
+			`SELECT source, hash, data FROM dir_organisations WHERE siret = ? ORDER BY id LIMIT 1`,
+		} {
+			o, err = scanOrganisation(tx.QueryRowContext(ctx, q, id))
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		return fmt.Errorf("organisation %q: %w", id, storage.ErrNotFound)
+	})
+	return o, err
+}
+
+// mailboxOrder puts local entries first, then the others by source.
+const mailboxOrder = `address_key, source != 'local', source`
+
+// MailboxEntries returns the entries of an address, local first
+// (ErrNotFound when there is none).
+func (s *Store) MailboxEntries(ctx context.Context, address string) ([]storage.MailboxEntry, error) {
+	key, err := mailboxKey(address)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: mailbox entries: %w", err)
+	}
+	var out []storage.MailboxEntry
+	err = s.read(ctx, "mailbox entries", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT source, hash, account, data FROM dir_mailboxes WHERE address_key = ? ORDER BY `+mailboxOrder, key)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMailboxEntry(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("address %q: %w", address, storage.ErrNotFound)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// localMailbox is the directory entry of a local account: a personal
+// mailbox named after the display name ("Claire Martin": given name
+// Claire, family name Martin; one word: the family name).
+func localMailbox(acct storage.Account) storage.MailboxEntry {
+	m := storage.MailboxEntry{Address: acct.Address, Type: storage.MailboxPersonal, Account: acct.ID, Source: storage.SourceLocal}
+	words := strings.Fields(acct.Name)
+	switch len(words) {
+	case 0:
+	case 1:
+		m.FamilyName = words[0]
+	default:
+		m.GivenName = words[0]
+		m.FamilyName = strings.Join(words[1:], " ")
+	}
+	return m
+}
+
+func insertLocalMailbox(ctx context.Context, tx *sql.Tx, acct storage.Account) error {
+	m := localMailbox(acct)
+	_, err := putMailbox(ctx, txExec{tx: tx, query: upsertMailbox}, nil, &m)
+	return err
+}
+
+// txExec runs one statement on a transaction without preparing it.
+type txExec struct {
+	tx    *sql.Tx
+	query string
+}
+
+func (e txExec) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	return e.tx.ExecContext(ctx, e.query, args...)
+}
+
+// backfillLocalMailboxes gives every account without one its local
+// directory entry (databases created before the directory).
+func backfillLocalMailboxes(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts a
+WHERE NOT EXISTS (SELECT 1 FROM dir_mailboxes m WHERE m.address_key = a.addr_key AND m.source = 'local') ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	var accts []storage.Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		accts = append(accts, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, a := range accts {
+		if err := insertLocalMailbox(ctx, tx, a); err != nil {
+			return fmt.Errorf("account %d: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// PutCertificate stores a certificate, replacing the one with the same
+// address and fingerprint.
+func (s *Store) PutCertificate(ctx context.Context, c storage.Certificate) error {
+	key, err := mailboxKey(c.Address)
+	if err != nil {
+		return fmt.Errorf("sqlite: put certificate: %w", err)
+	}
+	fp := strings.ToLower(strings.TrimSpace(c.Fingerprint))
+	if fp == "" || len(c.DER) == 0 {
+		return fmt.Errorf("sqlite: put certificate: empty fingerprint or certificate: %w", storage.ErrInvalid)
+	}
+	if c.Source == "" {
+		c.Source = storage.SourceAdmin
+	}
+	now := time.Now().UTC()
+	return s.write(ctx, "put certificate", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO dir_certificates
+(address_key, fingerprint, source, not_before, not_after, added, address, subject, der) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			key, fp, c.Source, unixNano(c.NotBefore), unixNano(c.NotAfter), unixNano(now), strings.TrimSpace(c.Address), c.Subject, c.DER)
+		return err
+	})
+}
+
+// Certificates lists an address's certificates, newest NotBefore first.
+func (s *Store) Certificates(ctx context.Context, address string) ([]storage.Certificate, error) {
+	key, err := mailboxKey(address)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: certificates: %w", err)
+	}
+	var out []storage.Certificate
+	err = s.read(ctx, "certificates", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT fingerprint, source, not_before, not_after, added, address, subject, der
+FROM dir_certificates WHERE address_key = ? ORDER BY not_before DESC, fingerprint`, key)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c storage.Certificate
+			var nb, na, added int64
+			if err := rows.Scan(&c.Fingerprint, &c.Source, &nb, &na, &added, &c.Address, &c.Subject, &c.DER); err != nil {
+				return err
+			}
+			c.NotBefore, c.NotAfter, c.Added = fromUnixNano(nb), fromUnixNano(na), fromUnixNano(added)
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// DeleteCertificate removes one certificate (ErrNotFound when absent).
+func (s *Store) DeleteCertificate(ctx context.Context, address, fingerprint string) error {
+	key, err := mailboxKey(address)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete certificate: %w", err)
+	}
+	fp := strings.ToLower(strings.TrimSpace(fingerprint))
+	return s.write(ctx, "delete certificate", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM dir_certificates WHERE address_key = ? AND fingerprint = ?`, key, fp)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("certificate %s of %q: %w", fp, address, storage.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func (s *Store) trustQuery(ctx context.Context, op, what, query string, args ...any) ([]storage.TrustEntry, error) {
+	var out []storage.TrustEntry
+	err := s.read(ctx, op, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanTrust(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// TrustByDomain returns the trust entries of a domain (ErrNotFound when the
+// domain is not in the trust space).
+func (s *Store) TrustByDomain(ctx context.Context, domain string) ([]storage.TrustEntry, error) {
+	d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	return s.trustQuery(ctx, "trust by domain", fmt.Sprintf("domain %q", d),
+		`SELECT hash, updated, data FROM dir_trust WHERE domain = ? ORDER BY operator_key`, d)
+}
+
+// TrustByOperator returns the entries whose operator certificate DN has
+// this canonical key, by domain (ErrNotFound when there is none).
+func (s *Store) TrustByOperator(ctx context.Context, operatorKey string) ([]storage.TrustEntry, error) {
+	return s.trustQuery(ctx, "trust by operator", "operator", // the DN stays out of the error text
+		`SELECT hash, updated, data FROM dir_trust WHERE operator_key = ? ORDER BY domain`, operatorKey)
+}
+
+// TrustEntries calls fn with every trust entry, by domain.
+func (s *Store) TrustEntries(ctx context.Context, fn func(storage.TrustEntry) error) error {
+	return s.read(ctx, "trust entries", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT hash, updated, data FROM dir_trust ORDER BY domain, operator_key`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanTrust(rows)
+			if err != nil {
+				return err
+			}
+			if err := fn(t); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
