@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, the real clients the test suite drives
-# when they are missing: curl, python3 (smtplib, imaplib), openssl, tmux and
-# neomutt. Tests that need one skip cleanly when it cannot be installed.
+# when they are missing: curl, python3 (smtplib, imaplib), openssl, tmux,
+# neomutt and ldapsearch (ldap-utils). Tests that need one skip cleanly when
+# it cannot be installed.
 set -u
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -9,6 +10,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v neomutt >/dev/null 2>&1 || need+=(neomutt)
+command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "test-deps: missing ${need[*]}; install them to run the tests that use them (they skip otherwise)" >&2
