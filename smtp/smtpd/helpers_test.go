@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relais-mssante/relais/crypto/pki"
+	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/internal/authn"
 	"github.com/relais-mssante/relais/smtp/smtpd"
 	"github.com/relais-mssante/relais/storage"
@@ -28,12 +29,14 @@ import (
 const (
 	domain   = "demo.test"
 	hostname = "mx.demo.test"
-	drAddr   = "dr@demo.test"
-	drPass   = "dr-secret"
-	nurse    = "nurse@demo.test"
-	bob      = "bob@demo.test"
-	elise    = "élise@demo.test"
-	userPass = "user-secret"
+	// trustedDomain is another operator's domain of the trust space.
+	trustedDomain = "operator.mssante.test"
+	drAddr        = "dr@demo.test"
+	drPass        = "dr-secret"
+	nurse         = "nurse@demo.test"
+	bob           = "bob@demo.test"
+	elise         = "élise@demo.test"
+	userPass      = "user-secret"
 )
 
 // The test CA and server certificate are made once: RSA key generation is
@@ -127,7 +130,16 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		MaxMessageBytes: opts.maxBytes,
 		MaxRecipients:   opts.maxRcpts,
 		Logger:          logger,
+		Trust:           directory.NewTrust(store),
 	}
+	// The trust space: one other operator's domain, as an imported trust
+	// list gives it.
+	const operatorDN = "CN=mx.operator.mssante.test,O=Other operator,C=FR"
+	operatorKey, err := directory.CanonicalDN(operatorDN)
+	require.NoError(t, err)
+	require.NoError(t, store.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceTrustList, Trust: []storage.TrustEntry{{
+		Domain: trustedDomain, Description: "Other operator", OperatorDN: operatorDN, OperatorKey: operatorKey,
+	}}}))
 	var st smtpd.Store = store
 	if opts.wrap != nil {
 		st = opts.wrap(store)

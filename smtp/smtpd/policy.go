@@ -58,11 +58,13 @@ func checkReversePath(m mode, acct *storage.Account, from string, utf8Allowed bo
 }
 
 // resolveRecipient decides RCPT TO: the address must be in a local domain
-// and name an existing account. A remote domain is refused: submission
-// will relay within the trust space once the queue exists; inbound never
-// relays (RFC 5321 3.6.2). "postmaster" without a domain is taken in
+// and name an existing account (local accounts are the local entries of
+// the directory). Inbound never relays (RFC 5321 3.6.2). Submission to a
+// remote domain: a domain outside the MSSanté trust space is refused for
+// good (mail never leaves the trust space); one inside is refused too until
+// the outbound queue exists. "postmaster" without a domain is taken in
 // hostname's domain (RFC 5321 4.5.1).
-func resolveRecipient(ctx context.Context, accts Accounts, m mode, hostname, addr string, utf8Allowed bool) (storage.Account, error) {
+func resolveRecipient(ctx context.Context, accts Accounts, trust TrustSpace, m mode, hostname, addr string, utf8Allowed bool) (storage.Account, error) {
 	if strings.EqualFold(addr, "postmaster") {
 		addr = "postmaster@" + hostname
 	}
@@ -78,10 +80,19 @@ func resolveRecipient(ctx context.Context, accts Accounts, m mode, hostname, add
 		return storage.Account{}, err
 	}
 	if !local {
-		if m == modeSubmission {
-			return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayNotEnabled)
+		if m != modeSubmission {
+			return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayDenied)
 		}
-		return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayDenied)
+		trusted := false
+		if trust != nil && isASCII(domain) && !strings.HasPrefix(domain, "[") {
+			if trusted, err = trust.DomainTrusted(ctx, domain); err != nil {
+				return storage.Account{}, fmt.Errorf("looking up the trust list: %w", err)
+			}
+		}
+		if !trusted {
+			return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errOutsideTrustSpace)
+		}
+		return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayNotEnabled)
 	}
 	acct, err := accts.AccountByAddress(ctx, localPart+"@"+domain)
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalid) {

@@ -81,6 +81,7 @@ func TestCheckReversePath(t *testing.T) {
 
 func TestResolveRecipient(t *testing.T) {
 	ctx := context.Background()
+	trust := fakeTrust{domains: map[string]bool{"operator.mssante.test": true}}
 	for _, tc := range []struct {
 		name string
 		mode mode
@@ -94,7 +95,10 @@ func TestResolveRecipient(t *testing.T) {
 		{"local trailing dot", modeInbound, "nurse@demo.test.", false, 2, nil},
 		{"unknown user", modeSubmission, "nobody@demo.test", false, 0, errUnknownUser},
 		{"unknown user inbound", modeInbound, "nobody@demo.test", false, 0, errUnknownUser},
-		{"remote submission", modeSubmission, "a@other.test", false, 0, errRelayNotEnabled},
+		{"remote submission, trust space", modeSubmission, "a@operator.mssante.test", false, 0, errRelayNotEnabled},
+		{"remote submission, trust space, case", modeSubmission, "a@Operator.MSSante.test.", false, 0, errRelayNotEnabled},
+		{"remote submission, outside", modeSubmission, "a@other.test", false, 0, errOutsideTrustSpace},
+		{"remote submission, literal", modeSubmission, "a@[192.0.2.1]", false, 0, errOutsideTrustSpace},
 		{"remote inbound", modeInbound, "a@other.test", false, 0, errRelayDenied},
 		{"address literal", modeInbound, "a@[127.0.0.1]", false, 0, errRelayDenied},
 		{"utf8 needs SMTPUTF8", modeInbound, "élise@demo.test", false, 0, errNeedSMTPUTF8},
@@ -103,7 +107,7 @@ func TestResolveRecipient(t *testing.T) {
 		{"no domain", modeInbound, "nurse", false, 0, errBadAddress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			acct, err := resolveRecipient(ctx, fakeDB, tc.mode, "demo.test", tc.addr, tc.utf8)
+			acct, err := resolveRecipient(ctx, fakeDB, trust, tc.mode, "demo.test", tc.addr, tc.utf8)
 			if tc.err != nil {
 				assert.ErrorIs(t, err, tc.err)
 				return
@@ -114,11 +118,32 @@ func TestResolveRecipient(t *testing.T) {
 	}
 	// A store failure is not a refusal: it must become a temporary error.
 	broken := fakeAccounts{err: errors.New("database is locked")}
-	_, err := resolveRecipient(ctx, broken, modeInbound, "demo.test", "nurse@demo.test", false)
+	_, err := resolveRecipient(ctx, broken, trust, modeInbound, "demo.test", "nurse@demo.test", false)
 	require.Error(t, err)
 	for _, r := range replies {
 		assert.NotErrorIs(t, err, r.err)
 	}
+	// So is a trust list that cannot be read.
+	_, err = resolveRecipient(ctx, fakeDB, fakeTrust{err: errors.New("disk I/O error")}, modeSubmission, "demo.test", "a@operator.mssante.test", false)
+	require.Error(t, err)
+	for _, r := range replies {
+		assert.NotErrorIs(t, err, r.err)
+	}
+	// Without a trust list, no remote domain is in the trust space.
+	_, err = resolveRecipient(ctx, fakeDB, nil, modeSubmission, "demo.test", "a@operator.mssante.test", false)
+	assert.ErrorIs(t, err, errOutsideTrustSpace)
+}
+
+// fakeTrust is a trust list of lower-case domains (the policy table's only
+// dependency besides accounts; the real one, directory.Trust over the store,
+// is exercised in submission_test.go).
+type fakeTrust struct {
+	domains map[string]bool
+	err     error
+}
+
+func (f fakeTrust) DomainTrusted(_ context.Context, domain string) (bool, error) {
+	return f.domains[domain], f.err
 }
 
 func TestCheckFromHeader(t *testing.T) {

@@ -14,20 +14,21 @@ import (
 // Refusals decided by policy.go and session.go. Each maps to exactly one
 // reply in reply; their text is for logs.
 var (
-	errAuthRequired    = errors.New("authentication required before MAIL")
-	errAuthzRefused    = errors.New("authorization identity differs from authentication identity")
-	errNullSender      = errors.New("null reverse-path on submission")
-	errSenderNotOwned  = errors.New("envelope sender not owned by the account")
-	errNestedMail      = errors.New("nested MAIL command")
-	errNeedSMTPUTF8    = errors.New("non-ASCII address without SMTPUTF8")
-	errBadAddress      = errors.New("malformed address")
-	errUnknownUser     = errors.New("no such local user")
-	errRelayNotEnabled = errors.New("recipient of another operator: relay not enabled")
-	errRelayDenied     = errors.New("recipient not local: relaying denied")
-	errNoFrom          = errors.New("no valid From header")
-	errFromNotOwned    = errors.New("header From address not owned by the account")
-	errShuttingDown    = errors.New("server shutting down")
-	errPeerRefused     = errors.New("peer refused by the trust policy")
+	errAuthRequired      = errors.New("authentication required before MAIL")
+	errAuthzRefused      = errors.New("authorization identity differs from authentication identity")
+	errNullSender        = errors.New("null reverse-path on submission")
+	errSenderNotOwned    = errors.New("envelope sender not owned by the account")
+	errNestedMail        = errors.New("nested MAIL command")
+	errNeedSMTPUTF8      = errors.New("non-ASCII address without SMTPUTF8")
+	errBadAddress        = errors.New("malformed address")
+	errUnknownUser       = errors.New("no such local user")
+	errRelayNotEnabled   = errors.New("recipient of another operator: relay not enabled")
+	errRelayDenied       = errors.New("recipient not local: relaying denied")
+	errOutsideTrustSpace = errors.New("recipient domain outside the MSSanté trust space")
+	errNoFrom            = errors.New("no valid From header")
+	errFromNotOwned      = errors.New("header From address not owned by the account")
+	errShuttingDown      = errors.New("server shutting down")
+	errPeerRefused       = errors.New("peer refused by the trust policy")
 )
 
 // stage says which command failed, to choose the temporary reply for
@@ -64,6 +65,7 @@ var replies = []struct {
 	{errUnknownUser, code(550, 5, 1, 1, "No such user here")},                                        // RFC 5321 3.3
 	{errRelayNotEnabled, code(550, 5, 7, 1, "Relay to other operators is not enabled yet")},          //
 	{errRelayDenied, code(550, 5, 7, 1, "Relaying denied")},                                          // RFC 5321 3.6.2
+	{errOutsideTrustSpace, code(550, 5, 7, 1, "Recipient domain is not in the MSSante trust space")}, // RFC 3463 5.7.1: delivery not authorized
 	{errNoFrom, code(550, 5, 6, 0, "Message has no valid From header")},                              // RFC 5322 3.6
 	{errFromNotOwned, code(550, 5, 7, 1, "From address not owned by the authenticated account")},     // RFC 6409 8.1
 	{errShuttingDown, code(421, 4, 3, 2, "Service shutting down, try again later")},                  // RFC 5321 3.8

@@ -53,6 +53,10 @@ type Config struct {
 	MaxMessageBytes int64       // default 64 MiB
 	MaxRecipients   int         // default 100
 	Logger          *slog.Logger
+	// Trust is the MSSanté trust space: a submission's remote recipient
+	// must be in one of its domains. Nil: no trust list is known, so no
+	// remote domain is.
+	Trust TrustSpace
 }
 
 // Deliverer stores a message for local recipients: every copy in one
@@ -75,6 +79,12 @@ type Store interface {
 
 // Authenticator checks a username and password (internal/authn satisfies
 // it); it returns authn.ErrBadCredentials or authn.ErrThrottled on refusal.
+// TrustSpace tells whether a domain belongs to an operator of the MSSanté
+// trust space (directory.Trust).
+type TrustSpace interface {
+	DomainTrusted(ctx context.Context, domain string) (bool, error)
+}
+
 type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string, remote net.Addr) (storage.Account, error)
 }

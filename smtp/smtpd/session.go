@@ -150,7 +150,7 @@ func (sess *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	defer sess.recoverPanic("RCPT")
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	acct, err := resolveRecipient(ctx, sess.srv.store, sess.srv.mode, sess.srv.cfg.Hostname, to, sess.tx.utf8)
+	acct, err := resolveRecipient(ctx, sess.srv.store, sess.srv.cfg.Trust, sess.srv.mode, sess.srv.cfg.Hostname, to, sess.tx.utf8)
 	if err != nil {
 		return sess.reply(err, stageRcpt)
 	}

@@ -90,8 +90,10 @@ func TestSubmissionRecipients(t *testing.T) {
 	c := e.submit(drAddr, drPass)
 	require.NoError(t, c.Mail(drAddr, nil))
 	requireReply(t, c.Rcpt("nobody@demo.test", nil), 550, smtp.EnhancedCode{5, 1, 1})
-	msg := requireReply(t, c.Rcpt("someone@other-operator.test", nil), 550, smtp.EnhancedCode{5, 7, 1})
+	msg := requireReply(t, c.Rcpt("someone@"+trustedDomain, nil), 550, smtp.EnhancedCode{5, 7, 1})
 	assert.Equal(t, "Relay to other operators is not enabled yet", msg)
+	msg = requireReply(t, c.Rcpt("someone@outside.example", nil), 550, smtp.EnhancedCode{5, 7, 1})
+	assert.Equal(t, "Recipient domain is not in the MSSante trust space", msg)
 	// The transaction goes on with the accepted recipient.
 	require.NoError(t, c.Rcpt(nurse, nil))
 	require.NoError(t, send(c, message(drAddr, nurse, "rest", "x\r\n")))
