@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench clean
+.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory clean
 
 all: build
 
@@ -42,7 +42,7 @@ unit:
 
 # The race detector on the packages with shared state.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/...
+	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/... ./directory/...
 
 # A bounded run of each fuzz target (longer runs: bench/fuzz.sh).
 FUZZTIME ?= 10s
@@ -50,7 +50,11 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/...
+	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/... ./directory/...
+
+# The directory at national scale: 2M-line RPPS import and search latency.
+bench-directory:
+	bench/directory.sh
 
 clean:
 	rm -rf bin

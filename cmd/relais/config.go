@@ -27,6 +27,8 @@ type Config struct {
 	Listen Listen `toml:"listen"`
 	// Limits bound what one client may send.
 	Limits Limits `toml:"limits"`
+	// Directory configures the professional directory's front ends.
+	Directory Directory `toml:"directory"`
 	// Log sets the logging level: debug, info, warn or error.
 	Log string `toml:"log"`
 }
@@ -38,7 +40,17 @@ type Listen struct {
 	Submissions string `toml:"submissions"` // mail clients, implicit TLS (465)
 	IMAP        string `toml:"imap"`        // STARTTLS (143)
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
-	HTTP        string `toml:"http"`        // HTTPS: status page, CA download, later the web app and APIs
+	HTTP        string `toml:"http"`        // HTTPS: status page, CA download, directory API and FHIR, later the web app
+	LDAP        string `toml:"ldap"`        // LDAP address book, StartTLS required before bind (389)
+	LDAPS       string `toml:"ldaps"`       // LDAP address book, implicit TLS (636)
+}
+
+// Directory configures the directory's front ends.
+type Directory struct {
+	// LDAPBase is the base DN of the LDAP address book (advertised in the
+	// root DSE's namingContexts): what users type as "Base DN" in their
+	// mail client.
+	LDAPBase string `toml:"ldap_base"`
 }
 
 // Limits are per-message and per-transaction limits.
@@ -64,9 +76,12 @@ func DefaultConfig() Config {
 			IMAP:        "127.0.0.1:1143",
 			IMAPS:       "127.0.0.1:9993",
 			HTTP:        "127.0.0.1:8443",
+			LDAP:        "127.0.0.1:3389",
+			LDAPS:       "127.0.0.1:6636",
 		},
-		Limits: Limits{MaxMessageBytes: 64 << 20, MaxRecipients: 100},
-		Log:    "info",
+		Directory: Directory{LDAPBase: "o=relais"},
+		Limits:    Limits{MaxMessageBytes: 64 << 20, MaxRecipients: 100},
+		Log:       "info",
 	}
 }
 
@@ -106,6 +121,7 @@ func (c Config) Validate() error {
 	for _, l := range []struct{ name, addr string }{
 		{"smtp", c.Listen.SMTP}, {"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions},
 		{"imap", c.Listen.IMAP}, {"imaps", c.Listen.IMAPS}, {"http", c.Listen.HTTP},
+		{"ldap", c.Listen.LDAP}, {"ldaps", c.Listen.LDAPS},
 	} {
 		if l.addr == "" {
 			continue
@@ -113,6 +129,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, fmt.Errorf("listen.%s: %q: %w", l.name, l.addr, err))
 		}
+	}
+	if !validBaseDN(c.Directory.LDAPBase) {
+		errs = append(errs, fmt.Errorf("directory.ldap_base: %q is not a DN such as o=relais or dc=example,dc=fr", c.Directory.LDAPBase))
 	}
 	if c.Limits.MaxMessageBytes < 1024 || c.Limits.MaxMessageBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("limits.max_message_bytes: %d is outside 1 KiB..1 GiB", c.Limits.MaxMessageBytes))
@@ -126,4 +145,25 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log: %q is not one of debug, info, warn, error", c.Log))
 	}
 	return errors.Join(errs...)
+}
+
+// validBaseDN accepts a plain RFC 4514 DN: attribute=value pairs separated
+// by commas, without escapes (a base DN is the administrator's choice, not
+// untrusted input, and a simple one keeps clients' settings simple).
+func validBaseDN(dn string) bool {
+	if dn == "" {
+		return false
+	}
+	for _, rdn := range strings.Split(dn, ",") {
+		typ, val, ok := strings.Cut(strings.TrimSpace(rdn), "=")
+		if !ok || typ == "" || strings.TrimSpace(val) == "" || strings.ContainsAny(val, `+"\<>;=#`) {
+			return false
+		}
+		for _, r := range typ {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -65,7 +65,8 @@ func startRelais(t *testing.T, dir string) *instance {
 	}
 	cmd := exec.Command(relaisBin, "serve", "--data", dir,
 		"--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0",
-		"--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log", "debug")
+		"--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--ldap", "127.0.0.1:0", "--ldaps", "127.0.0.1:0", "--log", "debug")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	in := &instance{t: t, dir: dir, cmd: cmd, addrs: map[string]string{}, passwords: map[string]string{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}

@@ -2,16 +2,31 @@ package main
 
 import (
 	"html/template"
+	"log/slog"
 	"net/http"
 
 	"github.com/relais-mssante/relais/crypto/pki"
+	"github.com/relais-mssante/relais/directory/dirapi"
+	"github.com/relais-mssante/relais/directory/fhir"
+	"github.com/relais-mssante/relais/internal/httpauth"
 )
 
-// statusHandler serves the HTTPS front page (how to connect a mail client),
-// the CA certificate to import, and a health check. The web app and the
-// APIs of later components mount here too.
-func statusHandler(cfg Config, ca *pki.CA) http.Handler {
+// httpStore is what the HTTPS front ends read.
+type httpStore interface {
+	dirapi.Directory
+	fhir.Directory
+}
+
+// httpHandler serves the HTTPS front page (how to connect a mail client),
+// the CA certificate to import, a health check, and, behind Basic
+// authentication with the user's Relais credentials, the directory's JSON
+// API (/api/v1/directory/) and its FHIR R4 API (/fhir/). The web app
+// mounts here too.
+func httpHandler(cfg Config, ca *pki.CA, st httpStore, auth httpauth.Authenticator, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mw := httpauth.New(auth, httpauth.Options{Logger: log})
+	mux.Handle(dirapi.Prefix, mw.Wrap(dirapi.Handler(st, log.With("api", "directory"))))
+	mux.Handle(fhir.Prefix+"/", mw.Wrap(fhir.Handler(st, log.With("api", "fhir"))))
 	caPEM := ca.CertPEM()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -54,6 +69,11 @@ var frontPage = template.Must(template.New("front").Parse(`<!doctype html>
 <li>SMTP: <code>{{.Hostname}}</code>, {{.Listen.Submissions}} (SSL/TLS) or {{.Listen.Submission}} (STARTTLS)</li>
 <li>Identifiant / user name: your full address; mot de passe / password: normal password</li>
 <li>Certificate authority to trust: <a href="/ca.pem">ca.pem</a></li>
+</ul>
+<h2>Annuaire / Address book</h2>
+<ul>
+<li>LDAP: <code>{{.Hostname}}</code>, {{.Listen.LDAPS}} (SSL/TLS) or {{.Listen.LDAP}} (StartTLS), base DN <code>{{.Directory.LDAPBase}}</code>, bind with your address and password</li>
+<li>API: <code>/api/v1/directory/search?q=…</code>, FHIR R4: <code>/fhir/Practitioner?name=…</code> (HTTP Basic, your address and password)</li>
 </ul>
 </body></html>
 `))

@@ -39,6 +39,13 @@ func commands() []command {
 		{"admin user add", "ADDRESS [--name NAME] [--password-stdin]", "create an account with the default folders", runUserAdd},
 		{"admin user list", "", "list the accounts", runUserList},
 		{"admin user passwd", "ADDRESS --password-stdin", "set an account's password", runUserPasswd},
+		{"directory import", "--kind rpps|mssante|trustlist FILE", "import a national file (RPPS extraction, MSSanté addresses, trust list); a re-import applies the differences", runDirectoryImport},
+		{"directory search", "QUERY...", "search the professional directory", runDirectorySearch},
+		{"directory cert add", "ADDRESS FILE", "attach a certificate to an address", runCertAdd},
+		{"directory cert list", "ADDRESS", "list an address's certificates", runCertList},
+		{"directory cert remove", "ADDRESS SHA256", "detach a certificate from an address", runCertRemove},
+		{"trust list", "[--operators]", "list the domains (or operators) of the MSSanté trust space", runTrustList},
+		{"trust show", "DOMAIN", "show a domain's trust-list entries", runTrustShow},
 		{"config check", "--config FILE", "validate a configuration file and report every problem", runConfigCheck},
 		{"config example", "", "print a configuration file with every setting at its default", runConfigExample},
 		{"version", "", "print the version", runVersion},
@@ -103,7 +110,7 @@ func printUsage(w io.Writer, cmds []command, prefix []string) {
 		if len(prefix) > 0 && !strings.HasPrefix(c.path, prefix[0]) {
 			continue
 		}
-		fmt.Fprintf(w, "  %-20s %s\n", c.path, c.summary)
+		fmt.Fprintf(w, "  %-22s %s\n", c.path, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "relais COMMAND --help" for a command's flags.`)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/relais-mssante/relais/crypto/pki"
+	"github.com/relais-mssante/relais/directory"
+	"github.com/relais-mssante/relais/directory/ldapd"
 	"github.com/relais-mssante/relais/imap/imapd"
 	"github.com/relais-mssante/relais/internal/authn"
 	"github.com/relais-mssante/relais/smtp/smtpd"
@@ -26,10 +28,13 @@ import (
 
 // The wiring: only this package knows both sides of each boundary.
 var (
-	_ imapd.Store    = (*sqlite.Store)(nil)
-	_ smtpd.Store    = (*sqlite.Store)(nil)
-	_ storage.Store  = (*sqlite.Store)(nil)
-	_ authn.Accounts = (*sqlite.Store)(nil)
+	_ imapd.Store          = (*sqlite.Store)(nil)
+	_ smtpd.Store          = (*sqlite.Store)(nil)
+	_ storage.Store        = (*sqlite.Store)(nil)
+	_ authn.Accounts       = (*sqlite.Store)(nil)
+	_ ldapd.Directory      = (*sqlite.Store)(nil)
+	_ httpStore            = (*sqlite.Store)(nil)
+	_ directory.TrustStore = (*sqlite.Store)(nil)
 )
 
 // shutdownGrace is how long in-flight transactions get to finish after
@@ -50,6 +55,8 @@ func runServe(e *env, args []string) error {
 	fs.StringVar(&over.Listen.IMAP, "imap", def.Listen.IMAP, "`ADDR` of IMAP, STARTTLS")
 	fs.StringVar(&over.Listen.IMAPS, "imaps", def.Listen.IMAPS, "`ADDR` of IMAP, implicit TLS")
 	fs.StringVar(&over.Listen.HTTP, "http", def.Listen.HTTP, "`ADDR` of HTTPS")
+	fs.StringVar(&over.Listen.LDAP, "ldap", def.Listen.LDAP, "`ADDR` of the LDAP address book, StartTLS")
+	fs.StringVar(&over.Listen.LDAPS, "ldaps", def.Listen.LDAPS, "`ADDR` of the LDAP address book, implicit TLS")
 	fs.StringVar(&over.Log, "log", def.Log, "log `LEVEL`: debug, info, warn, error")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -85,6 +92,10 @@ func runServe(e *env, args []string) error {
 			cfg.Listen.IMAPS = over.Listen.IMAPS
 		case "http":
 			cfg.Listen.HTTP = over.Listen.HTTP
+		case "ldap":
+			cfg.Listen.LDAP = over.Listen.LDAP
+		case "ldaps":
+			cfg.Listen.LDAPS = over.Listen.LDAPS
 		case "log":
 			cfg.Log = over.Log
 		}
@@ -139,6 +150,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		MaxRecipients:   cfg.Limits.MaxRecipients,
 		Logger:          log.With("service", "smtp"),
+		Trust:           directory.NewTrust(st),
 	}
 	inbound := smtpd.NewInbound(smtpCfg, st)
 	smtpCfg.Logger = log.With("service", "submission")
@@ -148,8 +160,16 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		Logger:      log.With("service", "imap"),
 		AppendLimit: uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1)),
 	}, st, auth)
+	ldapServer, err := ldapd.New(ldapd.Config{
+		TLS:    tlsConfig,
+		BaseDN: cfg.Directory.LDAPBase,
+		Logger: log.With("service", "ldap"),
+	}, st, auth)
+	if err != nil {
+		return fmt.Errorf("LDAP: %w", err)
+	}
 	httpServer := &http.Server{
-		Handler:           statusHandler(cfg, ca),
+		Handler:           httpHandler(cfg, ca, st, auth, log.With("service", "http")),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With("service", "http").Handler(), slog.LevelWarn),
@@ -167,6 +187,8 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		{"imap", cfg.Listen.IMAP, "IMAP, STARTTLS", false, imapServer.Serve},
 		{"imaps", cfg.Listen.IMAPS, "IMAP, implicit TLS", true, imapServer.Serve},
 		{"http", cfg.Listen.HTTP, "HTTPS", true, func(ln net.Listener) error { return httpServer.Serve(ln) }},
+		{"ldap", cfg.Listen.LDAP, "LDAP address book, StartTLS", false, ldapServer.Serve},
+		{"ldaps", cfg.Listen.LDAPS, "LDAP address book, implicit TLS", false, ldapServer.ServeTLS},
 	}
 	// Bind every listener before serving any, so a port clash fails the start.
 	lns := make([]net.Listener, len(specs))
@@ -225,6 +247,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		submission.Shutdown,
 		func(context.Context) error { return imapServer.Close() },
 		httpServer.Shutdown,
+		ldapServer.Shutdown,
 	} {
 		sd.Add(1)
 		go func() {
@@ -236,7 +259,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 	}
 	sd.Wait()
 	wg.Wait()
-	if n := inbound.Panics() + submission.Panics() + imapServer.Panics(); n > 0 {
+	if n := inbound.Panics() + submission.Panics() + imapServer.Panics() + ldapServer.Panics(); n > 0 {
 		log.Warn("sessions recovered from panics during this run", "count", n)
 	}
 	log.Info("stopped")
@@ -248,6 +271,9 @@ func isClosedErr(err error) bool {
 }
 
 func printHowToConnect(e *env, cfg Config, addrs map[string]string) {
+	if ldaps := addrs["ldaps"]; ldaps != "" {
+		fmt.Fprintf(e.stdout, "address book: LDAP %s (SSL/TLS), base DN %s, bind DN = full address, normal password\n", ldaps, cfg.Directory.LDAPBase)
+	}
 	imapAddr, smtpAddr := addrs["imaps"], addrs["submissions"]
 	if imapAddr == "" || smtpAddr == "" {
 		return
