@@ -136,11 +136,12 @@ type structure struct {
 
 type gen struct {
 	r       *rand.Rand
+	seed    uint64
 	structs []structure
 }
 
 func newGen(seed uint64, rows int) *gen {
-	g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x5EED))}
+	g := &gen{r: rand.New(rand.NewPCG(seed, seed^0x5EED)), seed: seed}
 	n := max(rows/4, 8)
 	g.structs = make([]structure, n)
 	for i := range g.structs {
@@ -215,32 +216,36 @@ type person struct {
 	sectionCode, section string
 }
 
+// person is the i-th professional of a seed: drawn from its own random
+// stream, so that the RPPS and MSSanté files of one seed agree on who
+// person i is (the same names behind the same identifier).
 func (g *gen) person(i int) person {
-	p := person{family: familyNames[g.pick(len(familyNames))], given: givenNames[g.pick(len(givenNames))]}
-	if g.pick(10) == 0 {
+	r := rand.New(rand.NewPCG(g.seed, uint64(i)^0x9E3779B97F4A7C15))
+	p := person{family: familyNames[r.IntN(len(familyNames))], given: givenNames[r.IntN(len(givenNames))]}
+	if r.IntN(10) == 0 {
 		p.typ, p.id = "0", "99"+fmt.Sprintf("%07d", i%10000000) // ADELI, department 99
 	} else {
 		p.typ, p.id = "8", "199"+fmt.Sprintf("%08d", i%100000000) // RPPS from 199
 	}
-	if g.pick(2) == 0 {
+	if r.IntN(2) == 0 {
 		p.sexCode, p.sex = "M", "Monsieur"
 	} else {
 		p.sexCode, p.sex = "MME", "Madame"
 	}
-	pr := professions[g.pick(len(professions))]
+	pr := professions[r.IntN(len(professions))]
 	p.profCode, p.prof = pr.code, pr.label
 	switch pr.code {
 	case "10":
 		p.civCode, p.civ = "DR", "Docteur"
-		sf := specialties[g.pick(len(specialties))]
+		sf := specialties[r.IntN(len(specialties))]
 		p.sfType, p.sfTypeLabel, p.sfCode, p.sf = "S", "Spécialité ordinale", sf.code, sf.label
 	case "40":
 		p.civCode, p.civ = "DR", "Docteur"
 	case "21":
-		if g.pick(2) == 0 {
+		if r.IntN(2) == 0 {
 			p.civCode, p.civ = "DR", "Docteur"
 		}
-		if g.pick(2) == 0 {
+		if r.IntN(2) == 0 {
 			p.sectionCode, p.section = "A", "Pharmacien titulaire d'officine"
 		} else {
 			p.sectionCode, p.section = "D", "Pharmacien adjoint, gérant, remplaçant"

@@ -89,3 +89,33 @@ func TestMSSanteShape(t *testing.T) {
 		t.Errorf("%d personal mailboxes of 2000", per)
 	}
 }
+
+// The MSSanté file of a seed gives each personal address to a person of
+// the RPPS file of the same seed, under the same names.
+func TestMSSanteAgreesWithRPPS(t *testing.T) {
+	names := map[string]string{} // national id -> "family|given"
+	for _, line := range strings.Split(generate(t, func(b *bytes.Buffer, o Options) error { return RPPS(b, o) }, Options{Rows: 3000, Seed: 9}), "\n")[1:] {
+		f := strings.Split(line, "|")
+		if len(f) > 8 {
+			names[f[2]] = f[7] + "|" + f[8]
+		}
+	}
+	matched := 0
+	for _, line := range strings.Split(generate(t, func(b *bytes.Buffer, o Options) error { return MSSante(b, o) }, Options{Rows: 1000, Seed: 9}), "\n")[1:] {
+		f := strings.Split(line, "|")
+		if len(f) < 11 || f[0] != "PER" {
+			continue
+		}
+		want, ok := names[f[4]]
+		if !ok {
+			continue
+		}
+		matched++
+		if got := f[9] + "|" + f[10]; got != want {
+			t.Errorf("%s: %s in the MSSanté file, %s in the RPPS file", f[4], got, want)
+		}
+	}
+	if matched < 500 {
+		t.Errorf("only %d personal addresses belong to professionals of the RPPS file", matched)
+	}
+}
