@@ -189,7 +189,7 @@ func (w *dirWriter) deletes(refs []storage.EntryRef) error {
 }
 
 // bulkRows is how many rows one INSERT statement carries: binding and
-// stepping one statement per 32 rows instead of per row divides the
+// stepping one statement per bulkRows rows instead of per row divides the
 // per-statement cost of database/sql and the driver.
 const bulkRows = 200
 
@@ -261,14 +261,19 @@ WHERE dir_professionals.source = excluded.source`, 8)
 }
 
 func (w *dirWriter) activities(as []storage.Activity) error {
-	b := w.bulk(`INSERT OR FAIL INTO dir_activities (professional, akey, source, hash, organisation, postal_code, city_key, data)`,
-		`ON CONFLICT (professional, akey) DO UPDATE SET hash = excluded.hash, organisation = excluded.organisation,
-	postal_code = excluded.postal_code, city_key = excluded.city_key, data = excluded.data
-WHERE dir_activities.source = excluded.source`, 8)
+	// An activity takes its professional's name keys (schema, migration 2),
+	// read by the join: the batch's professionals are already written.
+	b := w.bulk(`INSERT OR FAIL INTO dir_activities (professional, akey, source, hash, organisation, postal_code, postal_area, city_key, data, family_key, given_key)
+SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9, coalesce(p.family_key, ''), coalesce(p.given_key, '') FROM (`,
+		`) v LEFT JOIN dir_professionals p ON p.id = v.column1 WHERE true
+ON CONFLICT (professional, akey) DO UPDATE SET hash = excluded.hash, organisation = excluded.organisation,
+	postal_code = excluded.postal_code, postal_area = excluded.postal_area, city_key = excluded.city_key, data = excluded.data
+WHERE dir_activities.source = excluded.source`, 9)
 	for i := range as {
 		a := &as[i]
+		pc := strings.TrimSpace(a.PostalCode)
 		if err := b.add(a.Professional, a.Key, w.source, int64(a.Hash), a.Organisation,
-			strings.TrimSpace(a.PostalCode), dirkey.Name(a.City), encodeActivity(nil, a)); err != nil {
+			pc, postalArea(pc), dirkey.Name(a.City), encodeActivity(nil, a)); err != nil {
 			return fmt.Errorf("activities: %w", err)
 		}
 	}
@@ -279,15 +284,16 @@ WHERE dir_activities.source = excluded.source`, 8)
 }
 
 func (w *dirWriter) organisations(os []storage.Organisation) error {
-	b := w.bulk(`INSERT OR FAIL INTO dir_organisations (id, source, hash, finess, legal_finess, siret, siren, name_key, trade_key, postal_code, city_key, data)`,
+	b := w.bulk(`INSERT OR FAIL INTO dir_organisations (id, source, hash, finess, legal_finess, siret, siren, name_key, trade_key, postal_code, postal_area, city_key, data)`,
 		`ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, finess = excluded.finess, legal_finess = excluded.legal_finess,
 	siret = excluded.siret, siren = excluded.siren, name_key = excluded.name_key, trade_key = excluded.trade_key,
-	postal_code = excluded.postal_code, city_key = excluded.city_key, data = excluded.data
-WHERE dir_organisations.source = excluded.source`, 12)
+	postal_code = excluded.postal_code, postal_area = excluded.postal_area, city_key = excluded.city_key, data = excluded.data
+WHERE dir_organisations.source = excluded.source`, 13)
 	for i := range os {
 		o := &os[i]
+		pc := strings.TrimSpace(o.Address.PostalCode)
 		if err := b.add(o.ID, w.source, int64(o.Hash), o.FINESS, o.LegalFINESS, o.SIRET, o.SIREN,
-			dirkey.Name(o.Name), dirkey.Name(o.TradeName), strings.TrimSpace(o.Address.PostalCode), dirkey.Name(o.Address.City),
+			dirkey.Name(o.Name), dirkey.Name(o.TradeName), pc, postalArea(pc), dirkey.Name(o.Address.City),
 			encodeOrganisation(nil, o)); err != nil {
 			return fmt.Errorf("organisations: %w", err)
 		}
@@ -315,12 +321,20 @@ func mailboxNameKeys(m *storage.MailboxEntry) (na, nb, ra, rb string) {
 }
 
 const upsertMailbox = `INSERT INTO dir_mailboxes (address_key, source, hash, professional, organisation, account, name_a, name_b, rev_a, rev_b,
-	profession_code, specialty_code, postal_code, city_key, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	profession_code, specialty_code, postal_code, postal_area, city_key, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (address_key, source) DO UPDATE SET hash = excluded.hash, professional = excluded.professional,
 	organisation = excluded.organisation, account = excluded.account, name_a = excluded.name_a, name_b = excluded.name_b,
 	rev_a = excluded.rev_a, rev_b = excluded.rev_b, profession_code = excluded.profession_code,
-	specialty_code = excluded.specialty_code, postal_code = excluded.postal_code, city_key = excluded.city_key, data = excluded.data`
+	specialty_code = excluded.specialty_code, postal_code = excluded.postal_code, postal_area = excluded.postal_area,
+	city_key = excluded.city_key, data = excluded.data`
+
+// postalArea is the area of a postcode (its first two characters), the
+// leading column of the place indexes.
+func postalArea(postalCode string) string {
+	r := []rune(postalCode)
+	return string(r[:min(2, len(r))])
+}
 
 type execer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
@@ -333,9 +347,9 @@ func putMailbox(ctx context.Context, st execer, buf []byte, m *storage.MailboxEn
 	}
 	na, nb, ra, rb := mailboxNameKeys(m)
 	buf = encodeMailbox(buf[:0], m)
+	pc := strings.TrimSpace(m.StructureAddress.PostalCode)
 	_, err = st.ExecContext(ctx, key, m.Source, int64(m.Hash), m.Professional, m.Organisation, int64(m.Account),
-		na, nb, ra, rb, m.ProfessionCode, m.SpecialtyCode, strings.TrimSpace(m.StructureAddress.PostalCode),
-		dirkey.Name(m.StructureAddress.City), buf)
+		na, nb, ra, rb, m.ProfessionCode, m.SpecialtyCode, pc, postalArea(pc), dirkey.Name(m.StructureAddress.City), buf)
 	if err != nil {
 		return buf, fmt.Errorf("mailbox %q: %w", m.Address, err)
 	}

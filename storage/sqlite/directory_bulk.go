@@ -24,11 +24,11 @@ import (
 // the id) grow at a few insertion points and stay.
 var deferredIndexes = []string{
 	"dir_professionals_name", "dir_professionals_rev",
-	"dir_activities_postal", "dir_activities_city",
+	"dir_activities_name", "dir_activities_rev", "dir_activities_city",
 	"dir_organisations_finess", "dir_organisations_legal_finess", "dir_organisations_siret", "dir_organisations_siren",
-	"dir_organisations_name", "dir_organisations_trade", "dir_organisations_postal", "dir_organisations_city",
+	"dir_organisations_name", "dir_organisations_trade", "dir_organisations_place", "dir_organisations_place_trade", "dir_organisations_city",
 	"dir_mailboxes_professional", "dir_mailboxes_organisation", "dir_mailboxes_name", "dir_mailboxes_rev",
-	"dir_mailboxes_postal", "dir_mailboxes_city",
+	"dir_mailboxes_place", "dir_mailboxes_place_rev", "dir_mailboxes_city",
 }
 
 // BeginDirectoryBulk prepares a large import (a first import of a national

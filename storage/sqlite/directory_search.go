@@ -14,30 +14,43 @@ import (
 // Directory search.
 //
 // Every criterion becomes SQL conditions; one of them drives: a name, else
-// an identifier, else an address, else a postcode or city, else a
+// an identifier, else an address, else a postcode, else a city, else a
 // profession or specialty. The driver's legs are index range scans
 // (INDEXED BY, so that the plan never varies) in the order of the ranking,
-// each with LIMIT offset+limit+1, so the page is the head of their merge.
+// each with LIMIT offset+limit+1 (distinct keys, for the activities' rows),
+// so the page is the head of their merge.
 //
 // Names: the query key k = dirkey.Name(q.Name), words w1..wn. A person
 // (professional, or mailbox owner) matches when, for some split of the
 // words, w1..wi begin the family name and w(i+1)..wn begin the given name
 // ("mart cla" and "martin claire" find Claire MARTIN), or the same with
 // given and family swapped ("claire m"). The pairs (family, given) and
-// (given, family) are indexed as pairs, so each split is: a seek when the
-// head is the whole family name ("martin cla"), a range when all words
-// fall in the family name ("martin du g"), and, when both parts are
-// prefixes ("mart cla"), a loose index scan over the distinct values of
-// one part followed by a seek per value (twoPrefixes). The ranking key is
+// (given, family) are indexed as pairs, so each split walks the distinct
+// values of the first part within its prefix (a loose index scan) and
+// seeks each value's rows within the second prefix: rows come in ranking
+// order and the walk stops when the page is full (twoPrefixes). All the
+// words in the first part ("martin du g") is one range. The ranking key is
 // the pair itself, (family, given), or (given, family) for a match in the
 // reverse direction: first the exact matches (the whole key, or the family
-// name alone), then the prefix matches; alphabetical within. Each leg
-// returns rows in that order, so exact family names ("martin") come before
-// longer ones ("martin du gard", "martinez") at no cost. Organisations
-// match on their name or trade name as one prefix.
+// name alone), then the prefix matches; alphabetical within. Organisations
+// match on their name or trade name as one prefix. No enumeration is
+// bounded: every match is reachable by paging.
+//
+// Places: a postcode prefix of two characters or more is one postal area
+// (its first two characters); one character is each area that begins with
+// it. The activities carry their professional's name keys, and the
+// activities, organisations and mailboxes have place indexes (postal_area,
+// name pair, postal_code), so a postcode with or without a name is a seek
+// per area then a range in ranking order, the longer postcode filtered
+// within the index.
+//
+// Profession and specialty filter the name legs within the name indexes
+// (which carry the codes): a leg reads about page size / share of the code
+// entries of the name range (a rare code in a large range reads more).
 //
 // Without a name, hits come in the driver's order: identifier, address,
-// postcode (or city) then id, or id for a profession or specialty alone.
+// name for a postcode, city then id, or id for a profession or specialty
+// alone.
 //
 // A mailbox row whose owner is an imported professional becomes that
 // professional's hit; the others are mailbox hits, one per address, the
@@ -247,25 +260,67 @@ func (s *searchSpec) mailboxFilters() conds {
 	return c
 }
 
-// leg runs one driver query. Its columns: key, exact (0/1), ranking key,
-// and a mailbox row's professional.
-func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind, query string, args []any) error {
-	args = append(args, s.max)
-	s.trace(s.sql(query), args)
-	rows, err := tx.QueryContext(ctx, s.sql(query), args...)
-	if err != nil {
-		return fmt.Errorf("search %s: %w", kind, err)
-	}
-	return s.scan(kind, rows)
+// and (after) appends the conditions of o.
+func (c conds) and(o conds) conds {
+	out := c.clone()
+	out.where = append(out.where, o.where...)
+	out.args = append(out.args, o.args...)
+	return out
 }
 
-func (s *searchSpec) scan(kind storage.EntryKind, rows *sql.Rows) error {
+// leg runs one driver query (its args without the limit, which leg
+// appends), prepared as st when st is not nil. Its columns: key, exact
+// (0/1), ranking key, and a mailbox row's professional. dup: the rows may
+// repeat a key (one row per activity), so leg reads more rows until it has
+// s.max distinct keys or the rows run out. It returns the candidates it
+// added.
+func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, st *sql.Stmt, kind storage.EntryKind, query string, args []any, dup bool) ([]candidate, error) {
+	query = s.sql(query)
+	limit := s.max
+	if dup {
+		limit = 2 * s.max
+	}
+	for {
+		a := append(slices.Clone(args), limit)
+		s.trace(query, a)
+		var rows *sql.Rows
+		var err error
+		if st != nil {
+			rows, err = st.QueryContext(ctx, a...)
+		} else {
+			rows, err = tx.QueryContext(ctx, query, a...)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", kind, err)
+		}
+		got, err := scanCandidates(kind, rows)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", kind, err)
+		}
+		if !dup || len(got) < limit || distinctKeys(got) >= s.max {
+			s.candidates = append(s.candidates, got...)
+			return got, nil
+		}
+		limit *= 4
+	}
+}
+
+func distinctKeys(cs []candidate) int {
+	seen := make(map[string]bool, len(cs))
+	for _, c := range cs {
+		seen[c.key] = true
+	}
+	return len(seen)
+}
+
+func scanCandidates(kind storage.EntryKind, rows *sql.Rows) ([]candidate, error) {
 	defer rows.Close()
+	var out []candidate
 	for rows.Next() {
 		var c candidate
 		var exact bool
 		if err := rows.Scan(&c.key, &exact, &c.sort, &c.prof); err != nil {
-			return err
+			return nil, err
 		}
 		c.kind = kind
 		if exact {
@@ -273,131 +328,170 @@ func (s *searchSpec) scan(kind storage.EntryKind, rows *sql.Rows) error {
 		} else {
 			c.sort = "1" + c.sort
 		}
-		s.candidates = append(s.candidates, c)
+		out = append(out, c)
 	}
-	return rows.Err()
+	return out, rows.Err()
 }
 
 // pairSide is one direction of a name pair: columns a and b, the index on
 // (a, b), and the index on (b, a) with its column names (b2 holds b's
-// values, a2 a's).
+// values, a2 a's). With lead, both indexes begin with one more column that
+// lead holds equal (a postal area), before a and b.
 type pairSide struct {
 	kind       storage.EntryKind
 	from       string // table and alias
+	join       string // joined after the indexed table, or ""
 	key, prof  string // result columns
 	a, b, ab   string
 	b2, a2, ba string
+	lead       conds
 	filters    conds
+	dup        bool // rows repeat keys (activities)
 }
 
-// enumCap bounds the distinct values a two-prefix leg enumerates.
-const enumCap = 64
+func (p *pairSide) query(index string, c conds, exact, order string) string {
+	return p.queryCols(index, c, exact, order, p.a, p.b)
+}
+
+// queryCols reads the ranking key from columns a and b (those of index,
+// so that it covers the query).
+func (p *pairSide) queryCols(index string, c conds, exact, order, a, b string) string {
+	return `SELECT ` + p.key + `, ` + exact + `, ` + a + ` || char(1) || ` + b + `, ` + p.prof + ` FROM ` + p.from + ` INDEXED BY ` + index +
+		p.join + ` WHERE ` + c.sql() + ` ORDER BY ` + order + ` LIMIT ?`
+}
+
+// enumCap is how many distinct values an enumeration reads at a time
+// (a variable for tests).
+var enumCap = 64
 
 func (s *searchSpec) pairLegs(ctx context.Context, tx *sql.Tx, p pairSide) error {
-	sortExpr := p.a + ` || char(1) || ` + p.b
-	abIndex := p.ab
-	run := func(index string, c conds, exact string, exactArgs []any, order string) error {
-		all := c.clone()
-		all.where = append(all.where, p.filters.where...)
-		all.args = append(all.args, p.filters.args...)
-		query := `SELECT ` + p.key + `, ` + exact + `, ` + sortExpr + `, ` + p.prof + ` FROM ` + p.from + ` INDEXED BY ` + index +
-			` WHERE ` + all.sql() + ` ORDER BY ` + order + ` LIMIT ?`
-		return s.leg(ctx, tx, p.kind, query, append(exactArgs, all.args...))
-	}
-	n := len(s.words)
-	for i := 1; i < n; i++ {
+	for i := 1; i < len(s.words); i++ {
 		head, tail := strings.Join(s.words[:i], " "), strings.Join(s.words[i:], " ")
-		// The head is the whole first part: "martin cla".
-		var c conds
-		lo, hi := prefixArgs(tail)
-		c.add(p.a+` = ? AND `+p.b+` >= ? AND `+p.b+` < ?`, head, lo, hi)
-		if err := run(abIndex, c, p.b+` = ?`, []any{tail}, p.b); err != nil {
-			return err
-		}
-		// Both parts are prefixes: "mart cla".
 		if err := s.twoPrefixes(ctx, tx, p, head, tail); err != nil {
 			return err
 		}
 	}
-	var c conds
+	// All the words in a: "martin du g", "mart".
+	c := p.lead.clone()
 	lo, hi := prefixArgs(s.nameKey)
 	c.add(p.a+` >= ? AND `+p.a+` < ?`, lo, hi)
-	return run(abIndex, c, p.a+` = ?`, []any{s.nameKey}, p.a+`, `+p.b)
+	c = c.and(p.filters)
+	_, err := s.leg(ctx, tx, nil, p.kind, p.query(p.ab, c, p.a+` = ?`, p.a+`, `+p.b), append([]any{s.nameKey}, c.args...), p.dup)
+	return err
 }
 
-// twoPrefixes finds the rows whose a starts with head and b with tail: it
-// enumerates the distinct values of one column within its prefix (a loose
-// index scan, one seek per value, at most enumCap values: the column with
-// the longer prefix first, else the other), then seeks each value's rows.
-// Beyond enumCap values in both columns (two very short prefixes, "m c")
-// it takes the first enumCap values of b: the page may then miss rows, a
-// documented limit of such queries.
+// twoPrefixes finds the rows whose a starts with head and b with tail
+// ("mart cla", and "martin cla" whose head is a whole family name: exact
+// when both parts are whole, "martin claire"). It walks the distinct
+// values of a within head (a loose index scan, enumCap values at a time)
+// and seeks each value's rows within tail (one query per round, a IN
+// (values)): rows then come in ranking order, so the walk stops at s.max
+// keys. When a has more than enumCap
+// values and b at most enumCap within tail (a short head, a longer tail:
+// "m clai"), it seeks each value of b instead, each up to s.max keys. No
+// value is ever skipped: the cost is bounded by the values walked, never
+// the result.
 func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, head, tail string) error {
+	exact := p.a + ` = ? AND ` + p.b + ` = ?`
+	hlo, hhi := prefixArgs(head)
+	tlo, thi := prefixArgs(tail)
 	if s.missing[p.ab] || s.missing[p.ba] {
-		return nil // a bulk import is running: no loose scans without the indexes
+		// A bulk import is running: one filtered query, the planner's plan.
+		c := p.lead.clone()
+		c.add(p.a+` >= ? AND `+p.a+` < ? AND `+p.b+` >= ? AND `+p.b+` < ?`, hlo, hhi, tlo, thi)
+		c = c.and(p.filters)
+		q := `SELECT ` + p.key + `, ` + exact + `, ` + p.a + ` || char(1) || ` + p.b + `, ` + p.prof + ` FROM ` + p.from + p.join +
+			` WHERE ` + c.sql() + ` ORDER BY ` + p.a + `, ` + p.b + ` LIMIT ?`
+		_, err := s.leg(ctx, tx, nil, p.kind, q, append([]any{head, tail}, c.args...), p.dup)
+		return err
 	}
-	type dim struct{ enumCol, seekCol, index, enumPrefix, seekPrefix string }
-	dims := []dim{{p.a, p.b, p.ab, head, tail}, {p.b2, p.a2, p.ba, tail, head}}
-	if len(tail) > len(head) {
-		dims[0], dims[1] = dims[1], dims[0]
+	va, err := s.enumerate(ctx, tx, p.from, p.lead, p.a, p.ab, head, "")
+	if err != nil {
+		return err
 	}
-	var values []string
-	var d dim
-	for i, cand := range dims {
-		vs, err := s.enumerate(ctx, tx, p.from, cand.enumCol, cand.index, cand.enumPrefix)
-		if err != nil {
-			return err
-		}
-		d, values = cand, vs
-		if len(vs) <= enumCap {
-			break
-		}
-		if i == 1 {
-			values = vs[:enumCap]
-		}
-	}
-	if len(values) == 0 {
+	if len(va) == 0 {
 		return nil
 	}
-	all := conds{}
-	lo, hi := prefixArgs(d.seekPrefix)
-	all.add(d.enumCol+` = ? AND `+d.seekCol+` >= ? AND `+d.seekCol+` < ?`, nil, lo, hi)
-	all.where = append(all.where, p.filters.where...)
-	all.args = append(all.args, p.filters.args...)
-	query := `SELECT ` + p.key + `, 0, ` + p.a + ` || char(1) || ` + p.b + `, ` + p.prof + ` FROM ` + p.from + ` INDEXED BY ` + d.index +
-		` WHERE ` + all.sql() + ` ORDER BY ` + d.seekCol + ` LIMIT ?`
-	st, err := tx.PrepareContext(ctx, s.sql(query))
-	if err != nil {
-		return fmt.Errorf("search %s: %w", p.kind, err)
-	}
-	defer st.Close()
-	args := append(all.args, s.max)
-	for _, v := range values {
-		args[0] = v
-		s.trace(s.sql(query), args)
-		rows, err := st.QueryContext(ctx, args...)
+	if len(va) > enumCap {
+		vb, err := s.enumerate(ctx, tx, p.from, p.lead, p.b2, p.ba, tail, "")
 		if err != nil {
-			return fmt.Errorf("search %s: %w", p.kind, err)
+			return err
 		}
-		if err := s.scan(p.kind, rows); err != nil {
+		if len(vb) <= enumCap {
+			// One seek per value of b, each in a's order, up to s.max keys.
+			c := p.lead.clone()
+			at := 2 + len(c.args)
+			c.add(p.b2+` = ? AND `+p.a2+` >= ? AND `+p.a2+` < ?`, nil, hlo, hhi)
+			c = c.and(p.filters)
+			// Rows with both parts hold a's and b's values in a2 and b2
+			// too: read them there.
+			q := p.queryCols(p.ba, c, p.a2+` = ? AND `+p.b2+` = ?`, p.a2, p.a2, p.b2)
+			args := append([]any{head, tail}, c.args...)
+			st, err := tx.PrepareContext(ctx, s.sql(q))
+			if err != nil {
+				return fmt.Errorf("search %s: %w", p.kind, err)
+			}
+			defer st.Close()
+			for _, v := range vb {
+				args[at] = v
+				if _, err := s.leg(ctx, tx, st, p.kind, q, args, p.dup); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	// The walk: each round's values in one IN list, whose seeks SQLite
+	// makes in order, so rows come in ranking order without a sort.
+	seen := map[string]bool{}
+	for {
+		batch := va[:min(len(va), enumCap)]
+		c := p.lead.clone()
+		in := make([]any, len(batch))
+		for i, v := range batch {
+			in[i] = v
+		}
+		c.add(p.a+` IN (`+inList(len(batch))+`)`, in...)
+		c.add(p.b+` >= ? AND `+p.b+` < ?`, tlo, thi)
+		c = c.and(p.filters)
+		got, err := s.leg(ctx, tx, nil, p.kind, p.query(p.ab, c, exact, p.a+`, `+p.b), append([]any{head, tail}, c.args...), p.dup)
+		if err != nil {
+			return err
+		}
+		for _, c := range got {
+			seen[c.key] = true
+		}
+		if len(seen) >= s.max || len(va) <= enumCap {
+			return nil
+		}
+		if va, err = s.enumerate(ctx, tx, p.from, p.lead, p.a, p.ab, head, va[enumCap-1]); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
-// enumerate returns the distinct values of col that start with prefix, in
-// order, at most enumCap+1 (more than enumCap: too many), by a loose index
-// scan (https://sqlite.org/lang_with.html, recursive common table
-// expressions): one index seek per distinct value.
-func (s *searchSpec) enumerate(ctx context.Context, tx *sql.Tx, from, col, index, prefix string) ([]string, error) {
+// enumerate returns the distinct values of col that start with prefix
+// (and follow after, when not ""), in order, at most enumCap+1, by a loose
+// index scan (https://sqlite.org/lang_with.html, recursive common table
+// expressions): one index seek per distinct value. lead holds the
+// index's leading column.
+func (s *searchSpec) enumerate(ctx context.Context, tx *sql.Tx, from string, lead conds, col, index, prefix, after string) ([]string, error) {
 	lo, hi := prefixArgs(prefix)
-	next := `SELECT ` + col + ` FROM ` + from + ` INDEXED BY ` + index + ` WHERE ` + col + ` %s AND ` + col + ` < ? ORDER BY ` + col + ` LIMIT 1`
-	query := `WITH RECURSIVE d(v, n) AS (SELECT (` + fmt.Sprintf(next, `>= ?`) + `), 1
+	first, start := `>= ?`, lo
+	if after != "" {
+		first, start = `> ?`, after
+	}
+	w := ""
+	if len(lead.where) > 0 {
+		w = lead.sql() + ` AND `
+	}
+	next := `SELECT ` + col + ` FROM ` + from + ` INDEXED BY ` + index + ` WHERE ` + w + col + ` %s AND ` + col + ` < ? ORDER BY ` + col + ` LIMIT 1`
+	query := s.sql(`WITH RECURSIVE d(v, n) AS (SELECT (` + fmt.Sprintf(next, first) + `), 1
 UNION ALL SELECT (` + fmt.Sprintf(next, `> d.v`) + `), d.n + 1 FROM d WHERE d.v IS NOT NULL AND d.n <= ?)
-SELECT v FROM d WHERE v IS NOT NULL`
-	s.trace(s.sql(query), []any{lo, hi, hi, enumCap})
-	rows, err := tx.QueryContext(ctx, s.sql(query), lo, hi, hi, enumCap)
+SELECT v FROM d WHERE v IS NOT NULL`)
+	args := append(append(append(append(slices.Clone(lead.args), start, hi), lead.args...), hi), enumCap)
+	s.trace(query, args)
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search enumerate: %w", err)
 	}
@@ -413,8 +507,104 @@ SELECT v FROM d WHERE v IS NOT NULL`
 	return out, rows.Err()
 }
 
+// placeLeads returns, for a postcode query, the conditions that hold a
+// table's place index (led by postal_area) on each area the postcode
+// prefix covers: one for two characters or more, each area of the first
+// character otherwise (all of them, enumerated). During a bulk import,
+// without the index, one postcode range.
+func (s *searchSpec) placeLeads(ctx context.Context, tx *sql.Tx, from, alias, index string) ([]conds, error) {
+	if s.missing[index] {
+		var c conds
+		lo, hi := prefixArgs(s.postal)
+		c.add(alias+`.postal_code >= ? AND `+alias+`.postal_code < ?`, lo, hi)
+		return []conds{c}, nil
+	}
+	var areas []string
+	if len([]rune(s.postal)) >= 2 {
+		areas = []string{postalArea(s.postal)}
+	} else {
+		after := ""
+		for {
+			vs, err := s.enumerate(ctx, tx, from, conds{}, alias+`.postal_area`, index, s.postal, after)
+			if err != nil {
+				return nil, err
+			}
+			areas = append(areas, vs[:min(len(vs), enumCap)]...)
+			if len(vs) <= enumCap {
+				break
+			}
+			after = vs[enumCap-1]
+		}
+	}
+	out := make([]conds, len(areas))
+	for i, a := range areas {
+		out[i].add(alias+`.postal_area = ?`, a)
+	}
+	return out, nil
+}
+
 func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 	if s.kinds[storage.KindProfessional] {
+		if err := s.professionalNameLegs(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if s.kinds[storage.KindOrganisation] {
+		if f, ok := s.orgFilters(); ok {
+			leads, names := []conds{{}}, [2]string{"dir_organisations_name", "dir_organisations_trade"}
+			if s.postal != "" {
+				var err error
+				if leads, err = s.placeLeads(ctx, tx, "dir_organisations o", "o", "dir_organisations_place"); err != nil {
+					return err
+				}
+				names = [2]string{"dir_organisations_place", "dir_organisations_place_trade"}
+			}
+			lo, hi := prefixArgs(s.nameKey)
+			for _, lead := range leads {
+				for i, col := range []string{"o.name_key", "o.trade_key"} {
+					c := lead.clone()
+					c.add(col+` >= ? AND `+col+` < ?`, lo, hi)
+					c = c.and(f)
+					query := `SELECT o.id, ` + col + ` = ?, ` + col + `, '' FROM dir_organisations o INDEXED BY ` + names[i] +
+						` WHERE ` + c.sql() + ` ORDER BY ` + col + ` LIMIT ?`
+					if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, query, append([]any{s.nameKey}, c.args...), false); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if s.kinds[storage.KindMailbox] || s.kinds[storage.KindProfessional] {
+		f := s.mailboxFilters()
+		leads := []conds{{}}
+		nameIdx, revIdx := "dir_mailboxes_name", "dir_mailboxes_rev"
+		if s.postal != "" {
+			var err error
+			if leads, err = s.placeLeads(ctx, tx, "dir_mailboxes m", "m", "dir_mailboxes_place"); err != nil {
+				return err
+			}
+			nameIdx, revIdx = "dir_mailboxes_place", "dir_mailboxes_place_rev"
+		}
+		for _, lead := range leads {
+			name := pairSide{kind: storage.KindMailbox, from: "dir_mailboxes m", key: "m.address_key", prof: "m.professional",
+				a: "m.name_a", b: "m.name_b", ab: nameIdx, b2: "m.rev_a", a2: "m.rev_b", ba: revIdx, lead: lead, filters: f}
+			rev := pairSide{kind: storage.KindMailbox, from: "dir_mailboxes m", key: "m.address_key", prof: "m.professional",
+				a: "m.rev_a", b: "m.rev_b", ab: revIdx, b2: "m.name_a", a2: "m.name_b", ba: nameIdx, lead: lead, filters: f}
+			if err := s.pairLegs(ctx, tx, name); err != nil {
+				return err
+			}
+			if err := s.pairLegs(ctx, tx, rev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// professionalNameLegs: without a postcode, the professionals' name pairs
+// drive; with one, the activities' (which carry the names), per area.
+func (s *searchSpec) professionalNameLegs(ctx context.Context, tx *sql.Tx) error {
+	if s.postal == "" {
 		f := s.profFilters(true)
 		name := pairSide{kind: storage.KindProfessional, from: "dir_professionals p", key: "p.id", prof: "''",
 			a: "p.family_key", b: "p.given_key", ab: "dir_professionals_name",
@@ -425,32 +615,20 @@ func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 		if err := s.pairLegs(ctx, tx, name); err != nil {
 			return err
 		}
-		if err := s.pairLegs(ctx, tx, rev); err != nil {
-			return err
-		}
+		return s.pairLegs(ctx, tx, rev)
 	}
-	if s.kinds[storage.KindOrganisation] {
-		if f, ok := s.orgFilters(); ok {
-			lo, hi := prefixArgs(s.nameKey)
-			for _, col := range []string{"name_key", "trade_key"} {
-				c := conds{}
-				c.add(`o.`+col+` >= ? AND o.`+col+` < ?`, lo, hi)
-				c.where = append(c.where, f.where...)
-				c.args = append(c.args, f.args...)
-				query := `SELECT o.id, o.` + col + ` = ?, o.` + col + `, '' FROM dir_organisations o INDEXED BY dir_organisations_` +
-					strings.TrimSuffix(col, "_key") + ` WHERE ` + c.sql() + ` ORDER BY o.` + col + ` LIMIT ?`
-				if err := s.leg(ctx, tx, storage.KindOrganisation, query, append([]any{s.nameKey}, c.args...)); err != nil {
-					return err
-				}
-			}
-		}
+	leads, err := s.placeLeads(ctx, tx, "dir_activities a", "a", "dir_activities_name")
+	if err != nil {
+		return err
 	}
-	if s.kinds[storage.KindMailbox] || s.kinds[storage.KindProfessional] {
-		f := s.mailboxFilters()
-		name := pairSide{kind: storage.KindMailbox, from: "dir_mailboxes m", key: "m.address_key", prof: "m.professional",
-			a: "m.name_a", b: "m.name_b", ab: "dir_mailboxes_name", b2: "m.rev_a", a2: "m.rev_b", ba: "dir_mailboxes_rev", filters: f}
-		rev := pairSide{kind: storage.KindMailbox, from: "dir_mailboxes m", key: "m.address_key", prof: "m.professional",
-			a: "m.rev_a", b: "m.rev_b", ab: "dir_mailboxes_rev", b2: "m.name_a", a2: "m.name_b", ba: "dir_mailboxes_name", filters: f}
+	f, join := s.activityFilters()
+	for _, lead := range leads {
+		name := pairSide{kind: storage.KindProfessional, from: "dir_activities a", join: join, key: "a.professional", prof: "''",
+			a: "a.family_key", b: "a.given_key", ab: "dir_activities_name",
+			b2: "a.given_key", a2: "a.family_key", ba: "dir_activities_rev", lead: lead, filters: f, dup: true}
+		rev := pairSide{kind: storage.KindProfessional, from: "dir_activities a", join: join, key: "a.professional", prof: "''",
+			a: "a.given_key", b: "a.family_key", ab: "dir_activities_rev",
+			b2: "a.family_key", a2: "a.given_key", ba: "dir_activities_name", lead: lead, filters: f, dup: true}
 		if err := s.pairLegs(ctx, tx, name); err != nil {
 			return err
 		}
@@ -461,6 +639,26 @@ func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// activityFilters are the conditions of a postcode query driven by the
+// activities (alias a), with the join to their professional (alias p)
+// when a condition needs it.
+func (s *searchSpec) activityFilters() (conds, string) {
+	var c conds
+	lo, hi := prefixArgs(s.postal)
+	c.add(`a.postal_code >= ? AND a.postal_code < ?`, lo, hi)
+	if s.city != "" {
+		clo, chi := prefixArgs(s.city)
+		c.add(`a.city_key >= ? AND a.city_key < ?`, clo, chi)
+	}
+	pf := s.profFilters(false)
+	if len(pf.where) == 0 {
+		return c, ""
+	}
+	return c.and(pf), activityJoin
+}
+
+const activityJoin = ` CROSS JOIN dir_professionals p ON p.id = a.professional`
+
 // otherLegs drives a query without a name.
 func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 	wantProf, wantOrg, wantMbox := s.kinds[storage.KindProfessional], s.kinds[storage.KindOrganisation], s.kinds[storage.KindMailbox]
@@ -470,21 +668,21 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 	case s.q.Identifier != "":
 		if wantProf {
 			f := s.profFilters(true)
-			if err := s.leg(ctx, tx, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p WHERE `+
-				f.sql()+` ORDER BY p.id LIMIT ?`, f.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p WHERE `+
+				f.sql()+` ORDER BY p.id LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
 		if wantOrg {
-			if err := s.leg(ctx, tx, storage.KindOrganisation, `SELECT o.id, 1, o.id, '' FROM dir_organisations o WHERE `+
-				of.sql()+` LIMIT ?`, of.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, `SELECT o.id, 1, o.id, '' FROM dir_organisations o WHERE `+
+				of.sql()+` LIMIT ?`, of.args, false); err != nil {
 				return err
 			}
 		}
 		if wantMbox {
 			f := s.mailboxFilters()
-			if err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.professional, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_professional WHERE `+
-				f.sql()+` ORDER BY m.professional LIMIT ?`, f.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.professional, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_professional WHERE `+
+				f.sql()+` ORDER BY m.professional LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
@@ -493,48 +691,79 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 		// professionals become their hits.
 		if wantProf || wantMbox {
 			f := s.mailboxFilters()
-			if err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, m.address_key = ?, m.address_key, m.professional FROM dir_mailboxes m WHERE `+
-				f.sql()+` ORDER BY m.address_key LIMIT ?`, append([]any{s.address}, f.args...)); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, m.address_key = ?, m.address_key, m.professional FROM dir_mailboxes m WHERE `+
+				f.sql()+` ORDER BY m.address_key LIMIT ?`, append([]any{s.address}, f.args...), false); err != nil {
 				return err
 			}
 		}
-	case s.postal != "" || s.city != "":
-		// Postcode or city: in postcode (else city) order.
-		col, index, val := "postal_code", "postal", s.postal
-		if val == "" {
-			col, index, val = "city_key", "city", s.city
-		}
+	case s.postal != "":
+		// Postcode: by name, from the place indexes, per area.
 		if wantProf {
-			// The activities drive (one row per activity): read until
-			// enough distinct professionals.
+			leads, err := s.placeLeads(ctx, tx, "dir_activities a", "a", "dir_activities_name")
+			if err != nil {
+				return err
+			}
+			f, join := s.activityFilters()
+			if join == "" {
+				// The join drops activities whose professional is absent.
+				join = activityJoin
+			}
+			for _, lead := range leads {
+				c := lead.and(f)
+				if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT a.professional, 1, a.family_key || char(1) || a.given_key, '' FROM dir_activities a INDEXED BY dir_activities_name`+
+					join+` WHERE `+c.sql()+` ORDER BY a.family_key, a.given_key LIMIT ?`, c.args, true); err != nil {
+					return err
+				}
+			}
+		}
+		if wantOrg {
+			leads, err := s.placeLeads(ctx, tx, "dir_organisations o", "o", "dir_organisations_place")
+			if err != nil {
+				return err
+			}
+			for _, lead := range leads {
+				c := lead.and(of)
+				if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, `SELECT o.id, 1, o.name_key, '' FROM dir_organisations o INDEXED BY dir_organisations_place WHERE `+
+					c.sql()+` ORDER BY o.name_key LIMIT ?`, c.args, false); err != nil {
+					return err
+				}
+			}
+		}
+		if wantMbox {
+			leads, err := s.placeLeads(ctx, tx, "dir_mailboxes m", "m", "dir_mailboxes_place")
+			if err != nil {
+				return err
+			}
+			f := s.mailboxFilters()
+			for _, lead := range leads {
+				c := lead.and(f)
+				if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_place WHERE `+
+					c.sql()+` ORDER BY m.name_a, m.name_b LIMIT ?`, c.args, false); err != nil {
+					return err
+				}
+			}
+		}
+	case s.city != "":
+		// City: in city order, then id.
+		if wantProf {
 			var sub conds
-			lo, hi := prefixArgs(val)
-			sub.add(`a.`+col+` >= ? AND a.`+col+` < ?`, lo, hi)
-			if col == "postal_code" && s.city != "" {
-				clo, chi := prefixArgs(s.city)
-				sub.add(`a.city_key >= ? AND a.city_key < ?`, clo, chi)
-			}
-			pf := s.profFilters(false)
-			query := `SELECT a.professional, 1, a.` + col + ` || char(1) || a.professional, '' FROM dir_activities a INDEXED BY dir_activities_` + index +
-				` JOIN dir_professionals p ON p.id = a.professional WHERE ` + sub.sql()
-			if len(pf.where) > 0 {
-				query += ` AND ` + pf.sql()
-			}
-			query += ` ORDER BY a.` + col + `, a.professional LIMIT ?`
-			if err := s.distinctLeg(ctx, tx, storage.KindProfessional, query, append(sub.args, pf.args...)); err != nil {
+			lo, hi := prefixArgs(s.city)
+			sub.add(`a.city_key >= ? AND a.city_key < ?`, lo, hi)
+			c := sub.and(s.profFilters(false))
+			if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT a.professional, 1, a.city_key || char(1) || a.professional, '' FROM dir_activities a INDEXED BY dir_activities_city CROSS JOIN dir_professionals p ON p.id = a.professional WHERE `+c.sql()+` ORDER BY a.city_key, a.professional LIMIT ?`, c.args, true); err != nil {
 				return err
 			}
 		}
 		if wantOrg {
-			if err := s.leg(ctx, tx, storage.KindOrganisation, `SELECT o.id, 1, o.`+col+` || char(1) || o.id, '' FROM dir_organisations o INDEXED BY dir_organisations_`+index+` WHERE `+
-				of.sql()+` ORDER BY o.`+col+`, o.id LIMIT ?`, of.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, `SELECT o.id, 1, o.city_key || char(1) || o.id, '' FROM dir_organisations o INDEXED BY dir_organisations_city WHERE `+
+				of.sql()+` ORDER BY o.city_key, o.id LIMIT ?`, of.args, false); err != nil {
 				return err
 			}
 		}
 		if wantMbox {
 			f := s.mailboxFilters()
-			if err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.`+col+` || char(1) || m.address_key, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_`+index+` WHERE `+
-				f.sql()+` ORDER BY m.`+col+`, m.address_key LIMIT ?`, f.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.city_key || char(1) || m.address_key, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_city WHERE `+
+				f.sql()+` ORDER BY m.city_key, m.address_key LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
@@ -546,45 +775,20 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 			if s.q.SpecialtyCode != "" {
 				index = "dir_professionals_specialty"
 			}
-			if err := s.leg(ctx, tx, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p INDEXED BY `+index+` WHERE `+
-				f.sql()+` ORDER BY p.id LIMIT ?`, f.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p INDEXED BY `+index+` WHERE `+
+				f.sql()+` ORDER BY p.id LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
 		if wantMbox {
 			f := s.mailboxFilters()
-			if err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_name WHERE `+
-				f.sql()+` ORDER BY m.name_a, m.name_b LIMIT ?`, f.args); err != nil {
+			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_name WHERE `+
+				f.sql()+` ORDER BY m.name_a, m.name_b LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// distinctLeg runs a leg whose rows repeat keys, reading more rows until
-// it has s.max distinct keys or the rows run out.
-func (s *searchSpec) distinctLeg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind, query string, args []any) error {
-	saved := s.candidates
-	for limit := 2 * s.max; ; limit *= 4 {
-		s.candidates = nil
-		max := s.max
-		s.max = limit
-		err := s.leg(ctx, tx, kind, query, args)
-		s.max = max
-		if err != nil {
-			return err
-		}
-		got := s.candidates
-		seen := map[string]bool{}
-		for _, c := range got {
-			seen[c.key] = true
-		}
-		if len(got) < limit || len(seen) >= s.max {
-			s.candidates = append(saved, got...)
-			return nil
-		}
-	}
 }
 
 // SearchDirectory searches the directory (storage.DirectoryQuery).

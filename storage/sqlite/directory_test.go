@@ -1,9 +1,11 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/dirkey"
 )
 
 func openAt(t *testing.T, path string) *Store {
@@ -160,15 +163,24 @@ func TestDirectorySearchPlans(t *testing.T) {
 	searchTrace = func(q string, args []any) { queries = append(queries, traced{q, args}) }
 	defer func() { searchTrace = nil }()
 	p := d.profs[7]
-	for _, q := range []storage.DirectoryQuery{
-		{Name: "m"}, {Name: p.FamilyName}, {Name: p.FamilyName + " " + p.GivenName[:2]}, {Name: p.GivenName + " " + p.FamilyName[:2]},
-		{Name: p.FamilyName[:3] + " " + p.GivenName[:2]}, {Name: p.FamilyName[:3], ProfessionCode: p.ProfessionCode},
-		{Name: p.FamilyName[:3], SpecialtyCode: "SM54"}, {Name: p.FamilyName[:2], PostalCode: "75"}, {Name: "ma", City: "paris"},
-		{PostalCode: "75"}, {PostalCode: "75011", City: "paris"}, {City: "lyon"}, {ProfessionCode: "60"}, {SpecialtyCode: "SM54"},
-		{Identifier: p.Identifier}, {Identifier: d.orgs[3].FINESS}, {Address: d.mbox[2].Address[:5]}, {Address: "x", Name: "m"},
-	} {
-		_, err := s.SearchDirectory(ctx, q)
-		require.NoError(t, err, "%+v", q)
+	// With enumCap 3, the two-prefix walks take every path.
+	defer func(n int) { enumCap = n }(enumCap)
+	for _, capacity := range []int{enumCap, 3} {
+		enumCap = capacity
+		for _, q := range []storage.DirectoryQuery{
+			{Name: "m"}, {Name: p.FamilyName}, {Name: p.FamilyName + " " + p.GivenName[:2]}, {Name: p.GivenName + " " + p.FamilyName[:2]},
+			{Name: p.FamilyName[:3] + " " + p.GivenName[:2]}, {Name: p.FamilyName[:3], ProfessionCode: p.ProfessionCode},
+			{Name: p.FamilyName[:3], SpecialtyCode: "SM54"}, {Name: p.FamilyName[:2], PostalCode: "75"}, {Name: "ma", City: "paris"},
+			{PostalCode: "75"}, {PostalCode: "75011", City: "paris"}, {City: "lyon"}, {ProfessionCode: "60"}, {SpecialtyCode: "SM54"},
+			{Identifier: p.Identifier}, {Identifier: d.orgs[3].FINESS}, {Address: d.mbox[2].Address[:5]}, {Address: "x", Name: "m"},
+			{Name: "m c"}, {Name: "m clai"}, {Name: p.FamilyName + " " + p.GivenName}, {Name: p.GivenName[:2] + " " + p.FamilyName[:1]},
+			{Name: p.FamilyName[:1], PostalCode: "0"}, {Name: p.FamilyName[:2] + " " + p.GivenName[:1], PostalCode: "01"},
+			{Name: p.FamilyName, PostalCode: "01150", ProfessionCode: p.ProfessionCode, City: "p"}, {PostalCode: "0"},
+			{PostalCode: "01", ProfessionCode: "10"}, {Name: "cabinet", PostalCode: "02"}, {Name: p.FamilyName[:1] + " " + p.GivenName},
+		} {
+			_, err := s.SearchDirectory(ctx, q)
+			require.NoError(t, err, "%+v", q)
+		}
 	}
 	require.NotEmpty(t, queries)
 	for _, q := range queries {
@@ -183,10 +195,213 @@ func TestDirectorySearchPlans(t *testing.T) {
 		}
 		rows.Close()
 		for _, line := range plan {
-			full := strings.HasPrefix(line, "SCAN ") && !strings.Contains(line, " INDEX ") && !strings.HasPrefix(line, "SCAN d") &&
+			full := strings.HasPrefix(line, "SCAN ") && !strings.Contains(line, " INDEX ") && !strings.HasPrefix(line, "SCAN d") && !strings.HasPrefix(line, "SCAN (subquery-") &&
 				!strings.Contains(line, "CONSTANT ROW")
 			assert.False(t, full, "full scan in %q: %v", q.query, plan)
-			assert.NotContains(t, line, "TEMP B-TREE FOR ORDER BY", "sort in %q: %v", q.query, plan)
+			// A leg (LIMIT) reads its index alone, unless a filter needs
+			// the row; the details of a page's hits (no LIMIT) may be
+			// sorted: they are a page's worth.
+			leg := strings.Contains(q.query, " LIMIT ")
+			if leg && !strings.Contains(q.query, "city_key") && !strings.Contains(q.query, "EXISTS") {
+				assert.NotContains(t, line, "USING INDEX dir_", "not covering in %q: %v", q.query, plan)
+			}
+			if leg {
+				assert.NotContains(t, line, "TEMP B-TREE FOR ORDER BY", "sort in %q: %v", q.query, plan)
+			}
 		}
 	}
+}
+
+// refMatch is the reference of the name semantics (storage.DirectoryQuery):
+// the best ranking key of a (family, given) pair for the query's words, or
+// false. Splits: head in a and tail in b, as prefixes (exact when both are
+// whole), or all the words in a (exact when a is the whole key); in both
+// directions.
+func refMatch(key, family, given string) (string, bool) {
+	words := strings.Split(key, " ")
+	best, ok := "", false
+	consider := func(tier, a, b string) {
+		s := tier + a + "\x01" + b
+		if !ok || s < best {
+			best, ok = s, true
+		}
+	}
+	for _, pair := range [][2]string{{family, given}, {given, family}} {
+		a, b := pair[0], pair[1]
+		for i := 1; i < len(words); i++ {
+			head, tail := strings.Join(words[:i], " "), strings.Join(words[i:], " ")
+			if strings.HasPrefix(a, head) && strings.HasPrefix(b, tail) {
+				tier := "1"
+				if a == head && b == tail {
+					tier = "0"
+				}
+				consider(tier, a, b)
+			}
+		}
+		if strings.HasPrefix(a, key) {
+			tier := "1"
+			if a == key {
+				tier = "0"
+			}
+			consider(tier, a, b)
+		}
+	}
+	return best, ok
+}
+
+// Search against a reference: every professional the query's semantics
+// match, in ranking order, and none other; in particular two very short
+// words ("m r", where both name parts have many values) and one-character
+// postcodes (several areas) drop nothing.
+func TestDirectorySearchReference(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "relais.db"))
+	defer s.Close()
+	d := genBenchDirectory(8000)
+	var rpps []storage.DirectoryBatch
+	for _, b := range d.batches(5000) {
+		if b.Source == storage.SourceRPPS {
+			rpps = append(rpps, b)
+		}
+	}
+	for _, b := range rpps {
+		require.NoError(t, s.ApplyDirectory(ctx, b))
+	}
+	// "m r" walks more than enumCap values on both sides.
+	for _, q := range []string{`SELECT count(DISTINCT family_key) FROM dir_professionals WHERE family_key LIKE 'm%'`,
+		`SELECT count(DISTINCT given_key) FROM dir_professionals WHERE given_key LIKE 'r%'`} {
+		var n int
+		require.NoError(t, s.rdb.QueryRow(q).Scan(&n))
+		require.Greater(t, n, enumCap, q)
+	}
+	acts := map[string][]storage.Activity{}
+	for _, a := range d.acts {
+		acts[a.Professional] = append(acts[a.Professional], a)
+	}
+	type ref struct {
+		id, sort string
+	}
+	reference := func(q storage.DirectoryQuery) []string {
+		key := dirkey.Name(q.Name)
+		var out []ref
+		for _, p := range d.profs {
+			sort := "0" + dirkey.Name(p.FamilyName) + "\x01" + dirkey.Name(p.GivenName)
+			if key != "" {
+				var ok bool
+				if sort, ok = refMatch(key, dirkey.Name(p.FamilyName), dirkey.Name(p.GivenName)); !ok {
+					continue
+				}
+			}
+			if q.ProfessionCode != "" && p.ProfessionCode != q.ProfessionCode || q.SpecialtyCode != "" && p.SpecialtyCode != q.SpecialtyCode {
+				continue
+			}
+			if q.PostalCode != "" && !slices.ContainsFunc(acts[p.ID], func(a storage.Activity) bool { return strings.HasPrefix(a.PostalCode, q.PostalCode) }) {
+				continue
+			}
+			out = append(out, ref{p.ID, sort})
+		}
+		slices.SortFunc(out, func(a, b ref) int { return cmp.Or(strings.Compare(a.sort, b.sort), strings.Compare(a.id, b.id)) })
+		ids := make([]string, len(out))
+		for i, r := range out {
+			ids[i] = r.id
+		}
+		return ids
+	}
+	p, o := d.profs[11], d.profs[12]
+	queries := []storage.DirectoryQuery{
+		{Name: "m r"}, {Name: "r m"}, {Name: "m c"}, {Name: "ma ch"}, {Name: "m"}, {Name: p.FamilyName[:1] + " " + p.GivenName[:1]},
+		{Name: p.FamilyName}, {Name: p.FamilyName + " " + p.GivenName}, {Name: p.GivenName + " " + p.FamilyName[:2]},
+		{Name: p.FamilyName[:3] + " " + p.GivenName[:2]}, {Name: o.FamilyName[:2], ProfessionCode: o.ProfessionCode},
+		{Name: o.FamilyName[:2], SpecialtyCode: "SM54"}, {Name: p.FamilyName[:2], PostalCode: "0"}, {Name: "m c", PostalCode: "1"},
+		{Name: o.FamilyName[:1], PostalCode: d.acts[5].PostalCode[:2]}, {Name: "m", PostalCode: d.acts[9].PostalCode},
+		{Name: p.GivenName[:2], PostalCode: "0", ProfessionCode: "60"}, {PostalCode: "0"}, {PostalCode: d.acts[3].PostalCode},
+		{PostalCode: d.acts[4].PostalCode[:2], ProfessionCode: "10"},
+	}
+	// With a small enumCap, enumerations run in several rounds and the
+	// walks take every path.
+	defer func(n int) { enumCap = n }(enumCap)
+	for _, capacity := range []int{enumCap, 3} {
+		enumCap = capacity
+		for _, q := range queries {
+			checkReference(t, s, q, reference(q))
+		}
+	}
+}
+
+// checkReference compares two pages of professionals to the reference
+// (every match, in ranking order).
+func checkReference(t *testing.T, s *Store, q storage.DirectoryQuery, want []string) {
+	t.Helper()
+	q.Kinds = []storage.EntryKind{storage.KindProfessional}
+	for _, page := range []struct{ offset, limit int }{{0, 200}, {7, 15}} {
+		q.Offset, q.Limit = page.offset, page.limit
+		res, err := s.SearchDirectory(context.Background(), q)
+		require.NoError(t, err, "%+v", q)
+		var got []string
+		for _, h := range res.Hits {
+			got = append(got, h.Professional.ID)
+		}
+		end := min(len(want), page.offset+page.limit)
+		exp := want[min(page.offset, end):end]
+		if len(exp) == 0 {
+			exp = nil
+		}
+		assert.Equal(t, exp, got, "enumCap %d %+v (%d matches)", enumCap, q, len(want))
+		assert.Equal(t, len(want) > page.offset+page.limit, res.More, "%+v", q)
+	}
+}
+
+// An activity carries its professional's name keys: they follow a rename,
+// an activity written before its professional, and a deletion.
+func TestDirectoryActivityNames(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "relais.db"))
+	defer s.Close()
+	src := storage.SourceRPPS
+	prof := func(id, family, given string) storage.Professional {
+		return storage.Professional{ID: id, IDType: storage.IDTypeRPPS, Identifier: id[1:], FamilyName: family, GivenName: given, ProfessionCode: "10"}
+	}
+	act := func(prof, key, cp string) storage.Activity {
+		return storage.Activity{Professional: prof, Key: key, PostalCode: cp, City: "VILLE " + cp}
+	}
+	// The activity first, its professional in a later batch.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: src, Activities: []storage.Activity{act("810000000001", "a", "29200")}}))
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: src,
+		Professionals: []storage.Professional{prof("810000000001", "Quéméner", "Anaïs"), prof("810000000002", "Quéré", "Yann")},
+		Activities:    []storage.Activity{act("810000000002", "a", "29200"), act("810000000002", "b", "35000")}}))
+	search := func(q storage.DirectoryQuery) []string {
+		t.Helper()
+		p, err := s.SearchDirectory(ctx, q)
+		require.NoError(t, err)
+		return names(p)
+	}
+	assert.Equal(t, []string{"Quéméner Anaïs", "Quéré Yann"}, search(storage.DirectoryQuery{Name: "que", PostalCode: "29"}))
+	assert.Equal(t, []string{"Quéré Yann"}, search(storage.DirectoryQuery{Name: "yann q", PostalCode: "3"}))
+	assert.Equal(t, []string{"Quéméner Anaïs", "Quéré Yann"}, search(storage.DirectoryQuery{PostalCode: "2"}))
+
+	// A rename.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: src, Professionals: []storage.Professional{prof("810000000002", "Le Gall", "Yann")}}))
+	assert.Equal(t, []string{"Quéméner Anaïs"}, search(storage.DirectoryQuery{Name: "que", PostalCode: "29"}))
+	assert.Equal(t, []string{"Le Gall Yann"}, search(storage.DirectoryQuery{Name: "yann le", PostalCode: "35"}))
+	assert.Equal(t, []string{"Le Gall Yann", "Quéméner Anaïs"}, search(storage.DirectoryQuery{PostalCode: "29"}))
+
+	// Another source cannot rename it (ownership), nor its activities.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: "other", Professionals: []storage.Professional{prof("810000000002", "Autre", "Nom")}}))
+	assert.Empty(t, search(storage.DirectoryQuery{Name: "autre", PostalCode: "35"}))
+
+	// A deletion: its activities of another source stay, unnamed and unlisted.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: "other", Activities: []storage.Activity{act("810000000001", "x", "29000")}}))
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: src, Delete: []storage.EntryRef{{Kind: storage.KindProfessional, Key: "810000000001"}}}))
+	assert.Equal(t, []string{"Le Gall Yann"}, search(storage.DirectoryQuery{PostalCode: "29"}))
+	assert.Empty(t, search(storage.DirectoryQuery{Name: "que", PostalCode: "29"}))
+	var keys []string
+	rows, err := s.rdb.Query(`SELECT professional || '/' || akey || '=' || family_key || ',' || given_key FROM dir_activities ORDER BY 1`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var k string
+		require.NoError(t, rows.Scan(&k))
+		keys = append(keys, k)
+	}
+	rows.Close()
+	assert.Equal(t, []string{"810000000001/x=,", "810000000002/a=le gall,yann", "810000000002/b=le gall,yann"}, keys)
 }

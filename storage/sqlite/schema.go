@@ -9,7 +9,8 @@ import (
 )
 
 // migrations are applied in order, each once, in one transaction at Open;
-// schema_version holds how many have been applied. Append, never edit.
+// schema_version holds how many have been applied. Append, never edit a
+// released one.
 var migrations = []string{
 	// 1: initial schema.
 	`
@@ -90,6 +91,14 @@ CREATE INDEX dir_professionals_rev ON dir_professionals(given_key, family_key, p
 CREATE INDEX dir_professionals_profession ON dir_professionals(profession_code);
 CREATE INDEX dir_professionals_specialty ON dir_professionals(specialty_code);
 
+-- An activity carries its professional's name keys (the triggers below
+-- keep them), so that a search by place and name is one index range:
+-- (postal_area, name pair) in both directions, postal_code last so that a
+-- longer postcode prefix filters within the index. postal_area is the
+-- postcode's first two characters (the département, or 20 for Corsica):
+-- a postcode prefix of two or more characters is one area. It is a plain
+-- column, not a generated one: SQLite never reads an index on a generated
+-- column as covering.
 CREATE TABLE dir_activities (
 	professional TEXT NOT NULL,
 	akey         TEXT NOT NULL,
@@ -97,12 +106,31 @@ CREATE TABLE dir_activities (
 	hash         INTEGER NOT NULL,
 	organisation TEXT NOT NULL,
 	postal_code  TEXT NOT NULL,
+	postal_area  TEXT NOT NULL, -- postalArea(postal_code)
 	city_key     TEXT NOT NULL,
+	family_key   TEXT NOT NULL DEFAULT '', -- the professional's, '' while absent
+	given_key    TEXT NOT NULL DEFAULT '',
 	data         BLOB NOT NULL,
 	PRIMARY KEY (professional, akey)
 ) WITHOUT ROWID;
-CREATE INDEX dir_activities_postal ON dir_activities(postal_code);
+CREATE INDEX dir_activities_name ON dir_activities(postal_area, family_key, given_key, postal_code);
+CREATE INDEX dir_activities_rev ON dir_activities(postal_area, given_key, family_key, postal_code);
 CREATE INDEX dir_activities_city ON dir_activities(city_key);
+-- ApplyDirectory writes a professional before its activities and an
+-- activity takes the keys its professional has then; these cover the
+-- rest (a professional renamed, or written after its activities, or
+-- deleted: its remaining activities match no name).
+CREATE TRIGGER dir_professionals_keys_insert AFTER INSERT ON dir_professionals BEGIN
+	UPDATE dir_activities SET family_key = new.family_key, given_key = new.given_key
+	WHERE professional = new.id AND (family_key != new.family_key OR given_key != new.given_key);
+END;
+CREATE TRIGGER dir_professionals_keys_update AFTER UPDATE OF family_key, given_key ON dir_professionals
+WHEN old.family_key != new.family_key OR old.given_key != new.given_key BEGIN
+	UPDATE dir_activities SET family_key = new.family_key, given_key = new.given_key WHERE professional = new.id;
+END;
+CREATE TRIGGER dir_professionals_keys_delete AFTER DELETE ON dir_professionals BEGIN
+	UPDATE dir_activities SET family_key = '', given_key = '' WHERE professional = old.id;
+END;
 
 CREATE TABLE dir_organisations (
 	id           TEXT NOT NULL PRIMARY KEY,
@@ -115,6 +143,7 @@ CREATE TABLE dir_organisations (
 	name_key     TEXT NOT NULL,
 	trade_key    TEXT NOT NULL,
 	postal_code  TEXT NOT NULL,
+	postal_area  TEXT NOT NULL, -- postalArea(postal_code)
 	city_key     TEXT NOT NULL,
 	data         BLOB NOT NULL
 ) WITHOUT ROWID;
@@ -124,12 +153,15 @@ CREATE INDEX dir_organisations_siret ON dir_organisations(siret);
 CREATE INDEX dir_organisations_siren ON dir_organisations(siren);
 CREATE INDEX dir_organisations_name ON dir_organisations(name_key);
 CREATE INDEX dir_organisations_trade ON dir_organisations(trade_key);
-CREATE INDEX dir_organisations_postal ON dir_organisations(postal_code);
+CREATE INDEX dir_organisations_place ON dir_organisations(postal_area, name_key, postal_code);
+CREATE INDEX dir_organisations_place_trade ON dir_organisations(postal_area, trade_key, postal_code);
 CREATE INDEX dir_organisations_city ON dir_organisations(city_key);
 
 -- A local account and the national extraction may both list an address.
 -- name_a/name_b: (family, given) of a named owner, else (organisation
 -- name, ''); rev_a/rev_b: (given, family), or ('', '') without a given name.
+-- The name pairs carry the codes and the owner (search legs read the index
+-- alone); the place pairs lead with postal_area, as for the activities.
 CREATE TABLE dir_mailboxes (
 	address_key     TEXT NOT NULL, -- lower-case address
 	source          TEXT NOT NULL,
@@ -144,15 +176,17 @@ CREATE TABLE dir_mailboxes (
 	profession_code TEXT NOT NULL,
 	specialty_code  TEXT NOT NULL,
 	postal_code     TEXT NOT NULL,
+	postal_area     TEXT NOT NULL, -- postalArea(postal_code)
 	city_key        TEXT NOT NULL,
 	data            BLOB NOT NULL,
 	PRIMARY KEY (address_key, source)
 ) WITHOUT ROWID;
 CREATE INDEX dir_mailboxes_professional ON dir_mailboxes(professional);
 CREATE INDEX dir_mailboxes_organisation ON dir_mailboxes(organisation);
-CREATE INDEX dir_mailboxes_name ON dir_mailboxes(name_a, name_b);
-CREATE INDEX dir_mailboxes_rev ON dir_mailboxes(rev_a, rev_b);
-CREATE INDEX dir_mailboxes_postal ON dir_mailboxes(postal_code);
+CREATE INDEX dir_mailboxes_name ON dir_mailboxes(name_a, name_b, profession_code, specialty_code, professional);
+CREATE INDEX dir_mailboxes_rev ON dir_mailboxes(rev_a, rev_b, profession_code, specialty_code, professional);
+CREATE INDEX dir_mailboxes_place ON dir_mailboxes(postal_area, name_a, name_b, postal_code, profession_code, specialty_code, professional);
+CREATE INDEX dir_mailboxes_place_rev ON dir_mailboxes(postal_area, rev_a, rev_b, postal_code, profession_code, specialty_code, professional);
 CREATE INDEX dir_mailboxes_city ON dir_mailboxes(city_key);
 CREATE INDEX dir_mailboxes_account ON dir_mailboxes(account) WHERE account != 0;
 
