@@ -44,7 +44,7 @@ func ParseFormat(s string) (Format, error) {
 
 // Defaults of Options.
 const (
-	DefaultBatchSize       = 5000
+	DefaultBatchSize       = 10000
 	DefaultMaxRemovalRatio = 0.10
 	// MinMassRemoval: removing at most this many entries is never a mass
 	// removal, so that a small directory can lose one entry.

@@ -83,9 +83,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 	}
 	base := (&url.URL{Scheme: "file", OmitHost: true, Path: path}).String()
-	// temp_store in memory: the SAVEPOINT of each job of a group commit keeps
-	// its page copies there rather than in a temporary file.
-	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
+	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 	wdb, err := sql.Open("sqlite", base+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -265,6 +263,27 @@ func (s *Store) runBatch(batch []*writeJob) {
 	tx, err := s.wdb.BeginTx(context.Background(), nil)
 	if err != nil {
 		failAll(fmt.Errorf("begin: %w", err))
+		return
+	}
+	if len(batch) == 1 {
+		// Alone in its transaction, a job needs no savepoint: its failure
+		// rolls the whole transaction back. This matters for big jobs (a
+		// directory import's batches): a savepoint journals the original
+		// of every page the job changes.
+		j := batch[0]
+		if err := s.runJob(tx, j); err != nil {
+			_ = tx.Rollback()
+			j.err = fmt.Errorf("sqlite: %s: %w", j.op, err)
+			j.ch = nil
+			return
+		}
+		if err := tx.Commit(); err != nil {
+			failAll(fmt.Errorf("commit: %w", err))
+			return
+		}
+		for _, p := range j.ch {
+			s.feed.Publish(p.acct, p.changes...)
+		}
 		return
 	}
 	ok := 0
