@@ -317,7 +317,10 @@ func runTrustShow(e *env, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	domain := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(pos[0])), ".")
+	domain, err := normalizeDomain(pos[0])
+	if err != nil {
+		return err
+	}
 	st, err := openStore(*data, discardLogger(), 0)
 	if err != nil {
 		return err
