@@ -233,5 +233,8 @@ type Store interface {
 	// The directory (directory.go).
 	DirectoryStore
 
+	// The outbound queue and delivery status (queue.go).
+	QueueStore
+
 	Close() error
 }

@@ -125,52 +125,80 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, internalDate time.Time,
 }
 
 func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate time.Time, rcpts []storage.Recipient) ([]storage.Delivered, error) {
-	if len(rcpts) == 0 {
-		return nil, fmt.Errorf("sqlite: %s: no recipients: %w", op, storage.ErrInvalid)
-	}
-	type target struct {
-		name  string
-		flags []string
-	}
-	targets := make([]target, len(rcpts))
-	for i, r := range rcpts {
-		name, err := normMailboxName(r.Mailbox)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
-		}
-		flags, err := normFlags(r.Flags)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: %s: %w", op, err)
-		}
-		targets[i] = target{name, flags}
-	}
-	p, err := s.parse(raw, internalDate)
+	ld, err := s.prepareLocal(raw, internalDate, rcpts)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	out := make([]storage.Delivered, 0, len(rcpts))
+	var out []storage.Delivered
 	err = s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
-		out = out[:0]
-		blob, err := insertBlob(ctx, tx, p)
-		if err != nil {
-			return err
-		}
-		for i, r := range rcpts {
-			m, err := deliveryMailbox(ctx, tx, ch, r.Account, targets[i].name, r.SpecialUse)
-			if err != nil {
-				return fmt.Errorf("account %d: %w", r.Account, err)
-			}
-			uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, targets[i].flags, p.internalDateNs, int64(len(raw)))
-			if err != nil {
-				return err
-			}
-			out = append(out, storage.Delivered{Account: r.Account, Mailbox: m.ID, UIDValidity: m.UIDValidity, UID: uid})
-			ch.add(r.Account, storage.Change{Kind: storage.ChangeMessageAdded, Mailbox: m.ID, UID: uid, ModSeq: modseq, Flags: targets[i].flags})
-		}
-		return nil
+		d, err := ld.deliverTx(ctx, tx, ch)
+		out = d
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// localDelivery is a message checked and parsed for its local copies,
+// ready for deliverTx inside a write job (Deliver, Append, Submit).
+type localDelivery struct {
+	p       *parsedMessage
+	rcpts   []storage.Recipient
+	targets []localTarget
+}
+
+type localTarget struct {
+	name  string
+	flags []string
+}
+
+// prepareLocal checks the recipients and parses the message, outside the
+// write transaction.
+func (s *Store) prepareLocal(raw []byte, internalDate time.Time, rcpts []storage.Recipient) (*localDelivery, error) {
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("no recipients: %w", storage.ErrInvalid)
+	}
+	targets := make([]localTarget, len(rcpts))
+	for i, r := range rcpts {
+		name, err := normMailboxName(r.Mailbox)
+		if err != nil {
+			return nil, storage.ErrNotFound
+		}
+		flags, err := normFlags(r.Flags)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = localTarget{name, flags}
+	}
+	p, err := s.parse(raw, internalDate)
+	if err != nil {
+		return nil, err
+	}
+	return &localDelivery{p: p, rcpts: rcpts, targets: targets}, nil
+}
+
+// deliverTx stores the copies in tx, all sharing one blob, and records the
+// changes to publish after commit. An unknown account or mailbox is
+// ErrNotFound (the caller's job then rolls back: nothing is stored).
+func (ld *localDelivery) deliverTx(ctx context.Context, tx *sql.Tx, ch *changes) ([]storage.Delivered, error) {
+	out := make([]storage.Delivered, 0, len(ld.rcpts))
+	blob, err := insertBlob(ctx, tx, ld.p)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range ld.rcpts {
+		m, err := deliveryMailbox(ctx, tx, ch, r.Account, ld.targets[i].name, r.SpecialUse)
+		if err != nil {
+			return nil, fmt.Errorf("account %d: %w", r.Account, err)
+		}
+		uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, ld.targets[i].flags, ld.p.internalDateNs, int64(len(ld.p.raw)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, storage.Delivered{Account: r.Account, Mailbox: m.ID, UIDValidity: m.UIDValidity, UID: uid})
+		ch.add(r.Account, storage.Change{Kind: storage.ChangeMessageAdded, Mailbox: m.ID, UID: uid, ModSeq: modseq, Flags: ld.targets[i].flags})
 	}
 	return out, nil
 }

@@ -221,6 +221,59 @@ CREATE TABLE dir_deferred_indexes (
 	sql  TEXT NOT NULL
 );
 `,
+	// 3: the outbound queue and delivery status (storage.QueueStore).
+	// Times are unix nanoseconds, 0 for none. An entry's raw bytes live
+	// in their own table, read only by QueueMessage, so that listing and
+	// leasing never walk them; recipients and raw bytes go with their
+	// entry (ON DELETE CASCADE). IF NOT EXISTS: a test that rewinds
+	// schema_version to replay an earlier migration leaves these in place.
+	`
+CREATE TABLE IF NOT EXISTS queue_entries (
+	id          INTEGER PRIMARY KEY,
+	account     INTEGER NOT NULL, -- 0: mail Relais itself sends
+	sender      TEXT NOT NULL,
+	message_id  TEXT NOT NULL,
+	ret         TEXT NOT NULL,
+	envid       TEXT NOT NULL,
+	size        INTEGER NOT NULL,
+	created     INTEGER NOT NULL,
+	expires     INTEGER NOT NULL,
+	lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+	entry INTEGER PRIMARY KEY REFERENCES queue_entries(id) ON DELETE CASCADE,
+	raw   BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_recipients (
+	entry          INTEGER NOT NULL REFERENCES queue_entries(id) ON DELETE CASCADE,
+	seq            INTEGER NOT NULL, -- position in the envelope
+	address        TEXT NOT NULL,    -- canonical, unique within an entry
+	domain         TEXT NOT NULL,
+	notify         TEXT NOT NULL,    -- comma-separated NOTIFY keywords, '' for the default
+	orcpt          TEXT NOT NULL,
+	state          TEXT NOT NULL,    -- pending, delivered, failed
+	attempts       INTEGER NOT NULL DEFAULT 0,
+	next_attempt   INTEGER NOT NULL,
+	last_attempt   INTEGER NOT NULL DEFAULT 0,
+	last_error     TEXT NOT NULL DEFAULT '',
+	delay_notified INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (entry, seq)
+) WITHOUT ROWID;
+-- LeaseDue: pending recipients by due time (the key carries entry).
+CREATE INDEX IF NOT EXISTS queue_recipients_due ON queue_recipients(next_attempt) WHERE state = 'pending';
+
+-- What a sender sees of each recipient of a message; the key serves
+-- DeliveryStatuses (account, message_id) in recipient order.
+CREATE TABLE IF NOT EXISTS delivery_status (
+	account    INTEGER NOT NULL,
+	message_id TEXT NOT NULL,
+	recipient  TEXT NOT NULL,
+	state      TEXT NOT NULL,
+	detail     TEXT NOT NULL,
+	updated    INTEGER NOT NULL,
+	PRIMARY KEY (account, message_id, recipient)
+) WITHOUT ROWID;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) (int, error) {

@@ -63,6 +63,18 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"DirectoryLocalAccounts", testDirectoryLocalAccounts},
 		{"DirectoryCertificates", testDirectoryCertificates},
 		{"DirectoryTrust", testDirectoryTrust},
+		{"SubmitAtomic", testSubmitAtomic},
+		{"SubmitLocal", testSubmitLocal},
+		{"QueueEnqueueValidation", testEnqueueValidation},
+		{"QueueLease", testQueueLease},
+		{"QueueLeaseConcurrent", testQueueLeaseConcurrent},
+		{"QueueRecordAttempt", testRecordAttempt},
+		{"QueueRetryDrop", testRetryDropQueue},
+		{"QueueEntries", testQueueEntries},
+		{"QueuePersistence", testQueuePersistence},
+		{"QueueLargeRaw", testQueueLargeRaw},
+		{"StatusOrder", testDeliveryStatusOrder},
+		{"StatusIsolation", testDeliveryStatusIsolation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,734 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/relais-mssante/relais/storage"
+)
+
+// The outbound queue (RFC 5321 4.5.4.1: a message is kept and retried until
+// it is delivered or fails for good) and the delivery status (tables in
+// migration 3). Leasing runs inside a write job: the committer runs jobs one
+// after the other, so a lease taken by one LeaseDue is seen by the next.
+
+var _ storage.QueueStore = (*Store)(nil)
+
+const (
+	// maxDetail bounds a stored remote reply, DSN diagnostic or MDN
+	// disposition (a remote server chooses how long its reply is).
+	maxDetail = 1000
+	// RFC 3461 4.4: an ENVID is at most 100 characters; RFC 3461 4.2: an
+	// ORCPT parameter at most 500.
+	maxEnvID = 100
+	maxORCPT = 500
+	// RFC 5321 4.5.3.1.3: a path is at most 256 octets.
+	maxPath = 256
+	// RFC 5322 2.1.1: a header line is at most 998 characters.
+	maxMessageID = 998
+	// queueListBatch is how many entries QueueEntries reads per snapshot.
+	queueListBatch = 256
+)
+
+func nsOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOrZero(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return fromUnixNano(n)
+}
+
+// cut bounds s to n bytes without splitting a UTF-8 sequence, and drops
+// invalid bytes.
+func cut(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+// plainText reports whether s fits in one header or envelope line.
+func plainText(s string, max int) bool {
+	return len(s) <= max && !strings.ContainsAny(s, "\r\n\x00")
+}
+
+// normNotify checks a NOTIFY list (RFC 3461 4.1: NEVER, or any of SUCCESS,
+// FAILURE, DELAY) and returns it upper-case, comma-separated.
+func normNotify(list []string) (string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range list {
+		k = strings.ToUpper(strings.TrimSpace(k))
+		switch k {
+		case storage.NotifyNever, storage.NotifySuccess, storage.NotifyFailure, storage.NotifyDelay:
+		default:
+			return "", fmt.Errorf("NOTIFY %q: %w", k, storage.ErrInvalid)
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	if seen[storage.NotifyNever] && len(out) > 1 {
+		// RFC 3461 4.1: NEVER is used alone.
+		return "", fmt.Errorf("NOTIFY NEVER with other keywords: %w", storage.ErrInvalid)
+	}
+	return strings.Join(out, ","), nil
+}
+
+func splitNotify(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// preparedOutbound is an Outbound checked and normalised outside the write
+// transaction.
+type preparedOutbound struct {
+	out    storage.Outbound
+	rcpts  []storage.OutboundRecipient // canonical, deduplicated
+	domain []string
+	notify []string
+}
+
+func (s *Store) prepareOutbound(out storage.Outbound) (*preparedOutbound, error) {
+	if len(out.Raw) == 0 {
+		return nil, fmt.Errorf("empty message: %w", storage.ErrInvalid)
+	}
+	if int64(len(out.Raw)) > s.maxSize {
+		return nil, fmt.Errorf("message of %d bytes: %w", len(out.Raw), storage.ErrTooLarge)
+	}
+	if len(out.Recipients) == 0 {
+		return nil, fmt.Errorf("no recipients: %w", storage.ErrInvalid)
+	}
+	if out.Account < 0 {
+		return nil, fmt.Errorf("account %d: %w", out.Account, storage.ErrInvalid)
+	}
+	if !plainText(out.Sender, maxPath) || !plainText(out.MessageID, maxMessageID) ||
+		!plainText(out.EnvID, maxEnvID) {
+		return nil, fmt.Errorf("sender, message id or envid: %w", storage.ErrInvalid)
+	}
+	switch out.Ret { // RFC 3461 4.3
+	case "", "FULL", "HDRS":
+	default:
+		return nil, fmt.Errorf("RET %q: %w", out.Ret, storage.ErrInvalid)
+	}
+	p := &preparedOutbound{out: out}
+	seen := map[string]bool{}
+	for _, r := range out.Recipients {
+		canon, _, domain, err := normAddress(r.Address)
+		if err != nil {
+			return nil, err
+		}
+		if seen[canon] {
+			continue // RCPT given twice: one delivery
+		}
+		seen[canon] = true
+		notify, err := normNotify(r.Notify)
+		if err != nil {
+			return nil, err
+		}
+		if !plainText(r.ORCPT, maxORCPT) {
+			return nil, fmt.Errorf("ORCPT: %w", storage.ErrInvalid)
+		}
+		p.rcpts = append(p.rcpts, storage.OutboundRecipient{Address: canon, Notify: splitNotify(notify), ORCPT: r.ORCPT})
+		p.domain = append(p.domain, domain)
+		p.notify = append(p.notify, notify)
+	}
+	return p, nil
+}
+
+// enqueueTx inserts the entry, its raw bytes and its recipients, all due
+// at now.
+func (p *preparedOutbound) enqueueTx(ctx context.Context, tx *sql.Tx, now time.Time) (storage.QueueID, error) {
+	if p.out.Account != 0 {
+		if err := accountExists(ctx, tx, p.out.Account); err != nil {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO queue_entries (account, sender, message_id, ret, envid, size, created, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.out.Account, p.out.Sender, p.out.MessageID, p.out.Ret, p.out.EnvID,
+		len(p.out.Raw), unixNano(now), nsOrZero(p.out.Expires))
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO queue_messages (entry, raw) VALUES (?, ?)`, id, p.out.Raw); err != nil {
+		return 0, err
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients (entry, seq, address, domain, notify, orcpt, state, next_attempt)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	for i, r := range p.rcpts {
+		if _, err := stmt.ExecContext(ctx, id, i, r.Address, p.domain[i], p.notify[i], r.ORCPT,
+			string(storage.QueuePending), unixNano(now)); err != nil {
+			return 0, err
+		}
+	}
+	return storage.QueueID(id), nil
+}
+
+// Submit stores a submission in one transaction: the local copies (as
+// Deliver), the queue entry and the delivery status rows.
+func (s *Store) Submit(ctx context.Context, sub storage.Submission) ([]storage.Delivered, storage.QueueID, error) {
+	if len(sub.Local) == 0 && sub.Outbound == nil {
+		return nil, 0, fmt.Errorf("sqlite: submit: no recipients: %w", storage.ErrInvalid)
+	}
+	var ld *localDelivery
+	if len(sub.Local) > 0 {
+		var err error
+		if ld, err = s.prepareLocal(sub.Raw, sub.InternalDate, sub.Local); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
+		}
+	}
+	var po *preparedOutbound
+	if sub.Outbound != nil {
+		var err error
+		if po, err = s.prepareOutbound(*sub.Outbound); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
+		}
+	}
+	withStatus := sub.Account != 0 && sub.MessageID != ""
+	var statuses []storage.DeliveryStatus
+	if withStatus {
+		now := time.Now()
+		for _, a := range sub.LocalAddresses {
+			statuses = append(statuses, storage.DeliveryStatus{MessageID: sub.MessageID, Recipient: a, State: storage.StatusDelivered, Updated: now})
+		}
+		if po != nil {
+			for _, r := range po.rcpts {
+				statuses = append(statuses, storage.DeliveryStatus{MessageID: sub.MessageID, Recipient: r.Address, State: storage.StatusQueued, Updated: now})
+			}
+		}
+		for i := range statuses {
+			if err := normStatus(&statuses[i]); err != nil {
+				return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
+			}
+		}
+	}
+	var (
+		out []storage.Delivered
+		id  storage.QueueID
+	)
+	err := s.write(ctx, "submit", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+		out, id = nil, 0
+		if ld != nil {
+			d, err := ld.deliverTx(ctx, tx, ch)
+			if err != nil {
+				return err
+			}
+			out = d
+		}
+		if po != nil {
+			q, err := po.enqueueTx(ctx, tx, time.Now())
+			if err != nil {
+				return err
+			}
+			id = q
+		}
+		if withStatus {
+			if err := accountExists(ctx, tx, sub.Account); err != nil {
+				return err
+			}
+			for _, st := range statuses {
+				if err := setStatusTx(ctx, tx, sub.Account, st); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, id, nil
+}
+
+// Enqueue queues a message alone, durably; its recipients are due at once.
+func (s *Store) Enqueue(ctx context.Context, out storage.Outbound) (storage.QueueID, error) {
+	po, err := s.prepareOutbound(out)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: enqueue: %w", err)
+	}
+	var id storage.QueueID
+	err = s.write(ctx, "enqueue", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		q, err := po.enqueueTx(ctx, tx, time.Now())
+		id = q
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// leaseDueQuery lists the due pending recipients of entries without a live
+// lease (lease_until 0, or past), earliest first, walking the
+// queue_recipients_due index in order: LeaseDue stops reading once it has
+// limit distinct entries, so a large backlog costs no sort. Arguments: now,
+// now.
+const leaseDueQuery = `SELECT r.entry FROM queue_recipients r JOIN queue_entries e ON e.id = r.entry
+	WHERE r.state = 'pending' AND r.next_attempt <= ? AND e.lease_until <= ?
+	ORDER BY r.next_attempt, r.entry`
+
+// LeaseDue leases up to limit entries with a due pending recipient whose
+// lease is absent or expired, oldest due time first. The SELECT and the
+// UPDATE run in one write job, so no two callers get the same entry.
+func (s *Store) LeaseDue(ctx context.Context, now time.Time, limit int, leaseFor time.Duration) ([]storage.QueueEntry, error) {
+	if limit <= 0 || leaseFor <= 0 {
+		return nil, fmt.Errorf("sqlite: lease due: limit %d, lease %v: %w", limit, leaseFor, storage.ErrInvalid)
+	}
+	nowNs := unixNano(now)
+	until := unixNano(now.Add(leaseFor))
+	// Idle workers poll: look on a reader first, and take the writer (and
+	// the committer's turn) only when something may be due.
+	var due bool
+	err := s.read(ctx, "lease due", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, leaseDueQuery, nowNs, nowNs)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		due = rows.Next()
+		return rows.Err()
+	})
+	if err != nil || !due {
+		return nil, err
+	}
+	var out []storage.QueueEntry
+	err = s.write(ctx, "lease due", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		out = nil
+		rows, err := tx.QueryContext(ctx, leaseDueQuery, nowNs, nowNs)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		seen := map[int64]bool{}
+		for len(ids) < limit && rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))`,
+			until, jsonInts(ids)); err != nil {
+			return err
+		}
+		entries, err := loadEntries(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		// Keep the due order of ids.
+		byID := make(map[storage.QueueID]storage.QueueEntry, len(entries))
+		for _, e := range entries {
+			byID[e.ID] = e
+		}
+		for _, id := range ids {
+			out = append(out, byID[storage.QueueID(id)])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+const queueEntryColumns = `id, account, sender, message_id, ret, envid, size, created, expires, lease_until`
+
+// loadEntries reads entries and their recipients, in id order; missing ids
+// are left out.
+func loadEntries(ctx context.Context, q querier, ids []int64) ([]storage.QueueEntry, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+queueEntryColumns+` FROM queue_entries
+		WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`, jsonInts(ids))
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.QueueEntry
+	index := map[storage.QueueID]int{}
+	for rows.Next() {
+		var e storage.QueueEntry
+		var created, expires, lease int64
+		if err := rows.Scan(&e.ID, &e.Account, &e.Sender, &e.MessageID, &e.Ret, &e.EnvID, &e.Size, &created, &expires, &lease); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		e.Created, e.Expires, e.LeaseUntil = fromUnixNano(created), timeOrZero(expires), timeOrZero(lease)
+		index[e.ID] = len(out)
+		out = append(out, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	rows, err = q.QueryContext(ctx, `SELECT entry, address, domain, notify, orcpt, state, attempts, next_attempt, last_attempt, last_error, delay_notified
+		FROM queue_recipients WHERE entry IN (SELECT value FROM json_each(?)) ORDER BY entry, seq`, jsonInts(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			entry                storage.QueueID
+			r                    storage.QueueRecipient
+			notify, state        string
+			next, last, notified int64
+		)
+		if err := rows.Scan(&entry, &r.Address, &r.Domain, &notify, &r.ORCPT, &state, &r.Attempts, &next, &last, &r.LastError, &notified); err != nil {
+			return nil, err
+		}
+		r.Notify, r.State, r.LastAttempt, r.DelayNotified = splitNotify(notify), storage.QueueState(state), timeOrZero(last), notified != 0
+		if r.State == storage.QueuePending {
+			r.NextAttempt = timeOrZero(next)
+		}
+		if i, ok := index[entry]; ok {
+			out[i].Recipients = append(out[i].Recipients, r)
+		}
+	}
+	return out, rows.Err()
+}
+
+// QueueMessage returns an entry's raw bytes.
+func (s *Store) QueueMessage(ctx context.Context, id storage.QueueID) ([]byte, error) {
+	var raw []byte
+	err := s.read(ctx, "queue message", func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT raw FROM queue_messages WHERE entry = ?`, id).Scan(&raw)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
+		}
+		return err
+	})
+	return raw, err
+}
+
+// RecordAttempt stores attempt outcomes, releases the lease, and removes the
+// entry once no recipient is pending.
+func (s *Store) RecordAttempt(ctx context.Context, id storage.QueueID, results []storage.AttemptResult) error {
+	type update struct {
+		address string
+		res     storage.AttemptResult
+	}
+	ups := make([]update, 0, len(results))
+	now := time.Now()
+	for _, r := range results {
+		canon, _, _, err := normAddress(r.Address)
+		if err != nil {
+			return fmt.Errorf("sqlite: record attempt: %w", err)
+		}
+		switch r.State {
+		case storage.QueuePending:
+			if r.NextAttempt.IsZero() {
+				return fmt.Errorf("sqlite: record attempt: deferred without a next attempt: %w", storage.ErrInvalid)
+			}
+		case storage.QueueDelivered, storage.QueueFailed:
+		default:
+			return fmt.Errorf("sqlite: record attempt: state %q: %w", r.State, storage.ErrInvalid)
+		}
+		if r.At.IsZero() {
+			r.At = now
+		}
+		r.Error = cut(r.Error, maxDetail)
+		ups = append(ups, update{canon, r})
+	}
+	return s.write(ctx, "record attempt", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		rows, err := tx.QueryContext(ctx, `SELECT seq, address, state FROM queue_recipients WHERE entry = ?`, id)
+		if err != nil {
+			return err
+		}
+		type rcpt struct {
+			seq   int64
+			state string
+		}
+		rcpts := map[string]*rcpt{}
+		for rows.Next() {
+			var r rcpt
+			var addr string
+			if err := rows.Scan(&r.seq, &addr, &r.state); err != nil {
+				rows.Close()
+				return err
+			}
+			rcpts[addr] = &r
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(rcpts) == 0 {
+			return fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
+		}
+		for _, u := range ups {
+			r, ok := rcpts[u.address]
+			if !ok {
+				return fmt.Errorf("queue entry %d: recipient not in entry: %w", id, storage.ErrInvalid)
+			}
+			if r.state != string(storage.QueuePending) {
+				continue // final already: a stale worker's report changes nothing
+			}
+			next := int64(0)
+			if u.res.State == storage.QueuePending {
+				next = unixNano(u.res.NextAttempt)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE queue_recipients SET state = ?, attempts = attempts + 1, next_attempt = ?,
+				last_attempt = ?, last_error = ?, delay_notified = max(delay_notified, ?) WHERE entry = ? AND seq = ?`,
+				string(u.res.State), next, unixNano(u.res.At), u.res.Error, boolInt(u.res.DelayNotified), id, r.seq); err != nil {
+				return err
+			}
+			r.state = string(u.res.State)
+		}
+		pending := false
+		for _, r := range rcpts {
+			if r.state == string(storage.QueuePending) {
+				pending = true
+				break
+			}
+		}
+		if !pending {
+			// Recipients and raw bytes go with it (ON DELETE CASCADE).
+			_, err := tx.ExecContext(ctx, `DELETE FROM queue_entries WHERE id = ?`, id)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE queue_entries SET lease_until = 0 WHERE id = ?`, id)
+		return err
+	})
+}
+
+// QueueEntry returns one entry.
+func (s *Store) QueueEntry(ctx context.Context, id storage.QueueID) (storage.QueueEntry, error) {
+	var e storage.QueueEntry
+	err := s.read(ctx, "queue entry", func(tx *sql.Tx) error {
+		es, err := loadEntries(ctx, tx, []int64{int64(id)})
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
+		}
+		e = es[0]
+		return nil
+	})
+	return e, err
+}
+
+// QueueEntries calls fn for every entry in id order. Entries are read in
+// batches, each from one snapshot, and fn runs outside any transaction (it
+// may call the store); an error from fn stops the walk and is returned.
+func (s *Store) QueueEntries(ctx context.Context, fn func(storage.QueueEntry) error) error {
+	var after int64
+	for {
+		var batch []storage.QueueEntry
+		err := s.read(ctx, "queue entries", func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, `SELECT id FROM queue_entries WHERE id > ? ORDER BY id LIMIT ?`, after, queueListBatch)
+			if err != nil {
+				return err
+			}
+			var ids []int64
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				ids = append(ids, id)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil || len(ids) == 0 {
+				return err
+			}
+			batch, err = loadEntries(ctx, tx, ids)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, e := range batch {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		after = int64(batch[len(batch)-1].ID)
+	}
+}
+
+// RetryQueue makes every pending recipient of an entry due at now and drops
+// its lease.
+func (s *Store) RetryQueue(ctx context.Context, id storage.QueueID, now time.Time) error {
+	return s.write(ctx, "retry queue", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		res, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_until = 0 WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE queue_recipients SET next_attempt = ? WHERE entry = ? AND state = 'pending'`, unixNano(now), id)
+		return err
+	})
+}
+
+// DropQueue removes an entry, its recipients and its raw bytes.
+func (s *Store) DropQueue(ctx context.Context, id storage.QueueID) error {
+	return s.write(ctx, "drop queue", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM queue_entries WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// statusRank orders the states that only move forward; failed is handled
+// apart (see storage.DeliveryState).
+var statusRank = map[storage.DeliveryState]int{
+	storage.StatusQueued:    1,
+	storage.StatusDelayed:   2,
+	storage.StatusRelayed:   3,
+	storage.StatusDelivered: 4,
+	storage.StatusRead:      5,
+}
+
+// statusAdvances reports whether a recipient at state from may move to to.
+// The same state refreshes the detail.
+func statusAdvances(from, to storage.DeliveryState) bool {
+	switch {
+	case from == to:
+		return true
+	case from == storage.StatusFailed:
+		// A late success report wins over a failure.
+		return to == storage.StatusDelivered || to == storage.StatusRead
+	case to == storage.StatusFailed:
+		return from == storage.StatusQueued || from == storage.StatusDelayed || from == storage.StatusRelayed
+	default:
+		return statusRank[to] > statusRank[from]
+	}
+}
+
+// normStatus checks a status and puts its recipient in canonical form.
+func normStatus(st *storage.DeliveryStatus) error {
+	if _, ok := statusRank[st.State]; !ok && st.State != storage.StatusFailed {
+		return fmt.Errorf("delivery state %q: %w", st.State, storage.ErrInvalid)
+	}
+	if st.MessageID == "" || !plainText(st.MessageID, maxMessageID) {
+		return fmt.Errorf("message id: %w", storage.ErrInvalid)
+	}
+	canon, _, _, err := normAddress(st.Recipient)
+	if err != nil {
+		return err
+	}
+	st.Recipient = canon
+	st.Detail = cut(st.Detail, maxDetail)
+	if st.Updated.IsZero() {
+		st.Updated = time.Now()
+	}
+	return nil
+}
+
+// setStatusTx writes one status row unless it would go backwards.
+func setStatusTx(ctx context.Context, tx *sql.Tx, acct storage.AccountID, st storage.DeliveryStatus) error {
+	var cur string
+	err := tx.QueryRowContext(ctx, `SELECT state FROM delivery_status WHERE account = ? AND message_id = ? AND recipient = ?`,
+		acct, st.MessageID, st.Recipient).Scan(&cur)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = tx.ExecContext(ctx, `INSERT INTO delivery_status (account, message_id, recipient, state, detail, updated)
+			VALUES (?, ?, ?, ?, ?, ?)`, acct, st.MessageID, st.Recipient, string(st.State), st.Detail, unixNano(st.Updated))
+		return err
+	case err != nil:
+		return err
+	}
+	if !statusAdvances(storage.DeliveryState(cur), st.State) {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE delivery_status SET state = ?, detail = ?, updated = ?
+		WHERE account = ? AND message_id = ? AND recipient = ?`,
+		string(st.State), st.Detail, unixNano(st.Updated), acct, st.MessageID, st.Recipient)
+	return err
+}
+
+// SetDeliveryStatus records a recipient's status for a message acct sent.
+func (s *Store) SetDeliveryStatus(ctx context.Context, acct storage.AccountID, st storage.DeliveryStatus) error {
+	if err := normStatus(&st); err != nil {
+		return fmt.Errorf("sqlite: set delivery status: %w", err)
+	}
+	return s.write(ctx, "set delivery status", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		if err := accountExists(ctx, tx, acct); err != nil {
+			return err
+		}
+		return setStatusTx(ctx, tx, acct, st)
+	})
+}
+
+// DeliveryStatuses returns the status of each recipient of a message acct
+// sent, by recipient.
+func (s *Store) DeliveryStatuses(ctx context.Context, acct storage.AccountID, messageID string) ([]storage.DeliveryStatus, error) {
+	var out []storage.DeliveryStatus
+	err := s.read(ctx, "delivery statuses", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT recipient, state, detail, updated FROM delivery_status
+			WHERE account = ? AND message_id = ? ORDER BY recipient`, acct, messageID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			st := storage.DeliveryStatus{MessageID: messageID}
+			var updated int64
+			if err := rows.Scan(&st.Recipient, &st.State, &st.Detail, &updated); err != nil {
+				return err
+			}
+			st.Updated = fromUnixNano(updated)
+			out = append(out, st)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
