@@ -3,14 +3,20 @@ package smtpd_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +54,82 @@ var (
 	caErr    error
 )
 
+// The other operator: its own root and the client certificate its MTA
+// presents on our port 25, with the DN the trust list names.
+var (
+	opOnce     sync.Once
+	opRoot     *x509.Certificate
+	opCert     tls.Certificate
+	rogue      tls.Certificate // same DN, from a root nobody trusts
+	opErr      error
+	operatorDN = "CN=mx.operator.mssante.test,O=Other operator,C=FR"
+)
+
+func operator(t testing.TB) (*x509.Certificate, tls.Certificate, tls.Certificate) {
+	opOnce.Do(func() {
+		var rootKey *rsa.PrivateKey
+		opRoot, rootKey, opErr = testRoot("Other operator test root")
+		if opErr == nil {
+			opCert, opErr = testLeaf(opRoot, rootKey)
+		}
+		if opErr == nil {
+			var rogueRoot *x509.Certificate
+			var rogueKey *rsa.PrivateKey
+			rogueRoot, rogueKey, opErr = testRoot("Rogue root")
+			if opErr == nil {
+				rogue, opErr = testLeaf(rogueRoot, rogueKey)
+			}
+		}
+	})
+	require.NoError(t, opErr)
+	return opRoot, opCert, rogue
+}
+
+func testRoot(cn string) (*x509.Certificate, *rsa.PrivateKey, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return cert, key, err
+}
+
+// testLeaf issues the operator's certificate: CN=mx.operator.mssante.test,
+// O=Other operator, C=FR, for TLS client and server use.
+func testLeaf(root *x509.Certificate, rootKey *rsa.PrivateKey) (tls.Certificate, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "mx.operator.mssante.test", Organization: []string{"Other operator"}, Country: []string{"FR"}},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"mx.operator.mssante.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, &key.PublicKey, rootKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// kicks counts Relay.Kick calls (the relay worker itself is smtp/queue's).
+type kicks struct{ n atomic.Int64 }
+
+func (k *kicks) Kick() { k.n.Add(1) }
+
 func ca(t testing.TB) (*pki.CA, tls.Certificate) {
 	caOnce.Do(func() {
 		testCA, caErr = pki.NewCA("Relais test CA")
@@ -66,6 +148,8 @@ type envOptions struct {
 	throttle  *authn.Throttle
 	panicsOK  bool
 	noCleanup bool
+	noRelay   bool
+	signer    smtpd.Signer
 }
 
 // env is a running submission server (STARTTLS and implicit TLS listeners)
@@ -78,7 +162,10 @@ type env struct {
 	tlsAddr  string // 465-style, implicit TLS
 	inAddr   string // 25-style
 	caFile   string
-	client   *tls.Config
+	client   *tls.Config // trusts our CA, presents no certificate
+	operator *tls.Config // the other operator's MTA: presents its client certificate
+	rogue    *tls.Config // a client certificate with the listed DN from an untrusted root
+	kicks    *kicks
 	accounts map[string]storage.Account
 	log      *syncBuffer
 }
@@ -121,6 +208,10 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	e.caFile = filepath.Join(dir, "ca.pem")
 	require.NoError(t, os.WriteFile(e.caFile, c.CertPEM(), 0o600))
 	e.client = &tls.Config{RootCAs: c.Pool(), ServerName: "localhost"}
+	opRoot, opCert, rogueCert := operator(t)
+	e.operator = &tls.Config{RootCAs: c.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{opCert}}
+	e.rogue = &tls.Config{RootCAs: c.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{rogueCert}}
+	e.kicks = &kicks{}
 
 	var logBuf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -131,10 +222,22 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		MaxRecipients:   opts.maxRcpts,
 		Logger:          logger,
 		Trust:           directory.NewTrust(store),
+		Operators:       directory.NewTrust(store),
 	}
+	if !opts.noRelay {
+		cfg.Relay = e.kicks
+	}
+	cfg.Signer = opts.signer
+	// Port 25 verifies client certificates against the trust anchors (here
+	// the other operator's root) when one is given.
+	inTLS := pki.ServerTLSConfig(cert)
+	inTLS.ClientAuth = tls.VerifyClientCertIfGiven
+	inTLS.ClientCAs = x509.NewCertPool()
+	inTLS.ClientCAs.AddCert(opRoot)
+	inCfg := cfg
+	inCfg.TLS = inTLS
 	// The trust space: one other operator's domain, as an imported trust
 	// list gives it.
-	const operatorDN = "CN=mx.operator.mssante.test,O=Other operator,C=FR"
 	operatorKey, err := directory.CanonicalDN(operatorDN)
 	require.NoError(t, err)
 	require.NoError(t, store.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceTrustList, Trust: []storage.TrustEntry{{
@@ -149,7 +252,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		th = &authn.Throttle{Free: 2, Base: time.Minute, Max: time.Hour, Window: time.Hour, Now: time.Now}
 	}
 	e.sub = smtpd.NewSubmission(cfg, st, authn.New(store, th))
-	e.in = smtpd.NewInbound(cfg, st)
+	e.in = smtpd.NewInbound(inCfg, st)
 
 	serve := func(s *smtpd.Server, ln net.Listener) <-chan error {
 		done := make(chan error, 1)
@@ -208,6 +311,16 @@ func (e *env) submit(user, pass string) *smtp.Client {
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { c.Close() })
 	require.NoError(e.t, c.Auth(sasl.NewPlainClient("", user, pass)))
+	return c
+}
+
+// inbound opens a port 25 connection as the other operator: STARTTLS with
+// its client certificate.
+func (e *env) inbound() *smtp.Client {
+	e.t.Helper()
+	c, err := smtp.DialStartTLS(e.inAddr, e.operator)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { c.Close() })
 	return c
 }
 

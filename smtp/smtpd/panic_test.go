@@ -19,7 +19,7 @@ func TestPanicInDeliveryIsRecovered(t *testing.T) {
 	requireReply(t, err, 421, smtp.EnhancedCode{4, 0, 0})
 	assert.EqualValues(t, 1, e.sub.Panics())
 	assert.Empty(t, e.mailbox(nurse, "INBOX"))
-	assert.Contains(t, e.log.String(), "boom in Deliver", "logged with its stack")
+	assert.Contains(t, e.log.String(), "boom in Submit", "logged with its stack")
 
 	// The server keeps serving.
 	c2 := e.submit(drAddr, drPass)

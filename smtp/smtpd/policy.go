@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,10 @@ import (
 	"net/mail"
 	"net/textproto"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -21,18 +22,36 @@ import (
 // socket: who may send, where a recipient goes, which From is acceptable,
 // which copies a message makes.
 
-// checkPeer decides whether a TLS peer may open a session. Inbound will
-// require a client certificate of an operator of the trust space (mutual
-// TLS, trust list: a later issue); for now every peer is accepted. state is
-// nil before TLS.
-func checkPeer(m mode, state *tls.ConnectionState) error {
+// checkOperator decides whether an inbound MAIL may start: only an
+// operator of the MSSanté trust space, over TLS (RFC 3207 4), authenticated
+// by its client certificate, sends to port 25; the sender's domain must be
+// one of that operator's domains, except for the null sender (bounces and
+// reports). op is the operator found from the certificate, nil when the
+// client gave none or one that is not listed.
+func checkOperator(tlsOn bool, op *directory.Operator, from string) error {
+	if !tlsOn {
+		return errTLSRequired
+	}
+	if op == nil {
+		return errNoOperatorCert
+	}
+	if from == "" {
+		return nil
+	}
+	_, domain, err := splitAddress(from)
+	if err != nil {
+		return fmt.Errorf("MAIL FROM %q: %w", from, err)
+	}
+	if !op.Serves(domain) {
+		return fmt.Errorf("MAIL FROM domain %q, operator %q: %w", domain, op.DN, errSenderNotOperator)
+	}
 	return nil
 }
 
 // checkReversePath decides MAIL FROM. Submission (RFC 6409 6.1): the
 // account authenticated and owns the address; the null reverse-path is
 // refused (only MTAs send bounces). Inbound: any address, including <>
-// (RFC 5321 4.5.5); the trust space check will come with mutual TLS.
+// (RFC 5321 4.5.5); checkOperator decides who may send.
 func checkReversePath(m mode, acct *storage.Account, from string, utf8Allowed bool) error {
 	if m == modeSubmission && acct == nil {
 		return errAuthRequired
@@ -59,49 +78,52 @@ func checkReversePath(m mode, acct *storage.Account, from string, utf8Allowed bo
 
 // resolveRecipient decides RCPT TO: the address must be in a local domain
 // and name an existing account (local accounts are the local entries of
-// the directory). Inbound never relays (RFC 5321 3.6.2). Submission to a
-// remote domain: a domain outside the MSSanté trust space is refused for
-// good (mail never leaves the trust space); one inside is refused too until
-// the outbound queue exists. "postmaster" without a domain is taken in
-// hostname's domain (RFC 5321 4.5.1).
-func resolveRecipient(ctx context.Context, accts Accounts, trust TrustSpace, m mode, hostname, addr string, utf8Allowed bool) (storage.Account, error) {
+// the directory), or, on submission with relay enabled, be in a domain of
+// the MSSanté trust space (remote is then true). Inbound never relays (RFC
+// 5321 3.6.2). A domain outside the trust space is refused for good: mail
+// never leaves it. "postmaster" without a domain is taken in hostname's
+// domain (RFC 5321 4.5.1).
+func resolveRecipient(ctx context.Context, accts Accounts, trust TrustSpace, relay bool, m mode, hostname, addr string, utf8Allowed bool) (acct storage.Account, remote bool, err error) {
 	if strings.EqualFold(addr, "postmaster") {
 		addr = "postmaster@" + hostname
 	}
 	localPart, domain, err := splitAddress(addr)
 	if err != nil {
-		return storage.Account{}, fmt.Errorf("RCPT TO %q: %w", addr, err)
+		return storage.Account{}, false, fmt.Errorf("RCPT TO %q: %w", addr, err)
 	}
 	if !utf8Allowed && !isASCII(addr) {
-		return storage.Account{}, fmt.Errorf("RCPT TO: %w", errNeedSMTPUTF8)
+		return storage.Account{}, false, fmt.Errorf("RCPT TO: %w", errNeedSMTPUTF8)
 	}
 	local, err := isLocalDomain(ctx, accts, domain)
 	if err != nil {
-		return storage.Account{}, err
+		return storage.Account{}, false, err
 	}
 	if !local {
 		if m != modeSubmission {
-			return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayDenied)
+			return storage.Account{}, false, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayDenied)
 		}
 		trusted := false
 		if trust != nil && isASCII(domain) && !strings.HasPrefix(domain, "[") {
 			if trusted, err = trust.DomainTrusted(ctx, domain); err != nil {
-				return storage.Account{}, fmt.Errorf("looking up the trust list: %w", err)
+				return storage.Account{}, false, fmt.Errorf("looking up the trust list: %w", err)
 			}
 		}
 		if !trusted {
-			return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errOutsideTrustSpace)
+			return storage.Account{}, false, fmt.Errorf("RCPT TO domain %q: %w", domain, errOutsideTrustSpace)
 		}
-		return storage.Account{}, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayNotEnabled)
+		if !relay {
+			return storage.Account{}, false, fmt.Errorf("RCPT TO domain %q: %w", domain, errRelayNotEnabled)
+		}
+		return storage.Account{}, true, nil
 	}
-	acct, err := accts.AccountByAddress(ctx, localPart+"@"+domain)
+	acct, err = accts.AccountByAddress(ctx, localPart+"@"+domain)
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalid) {
-		return storage.Account{}, fmt.Errorf("RCPT TO %q: %w", addr, errUnknownUser)
+		return storage.Account{}, false, fmt.Errorf("RCPT TO %q: %w", addr, errUnknownUser)
 	}
 	if err != nil {
-		return storage.Account{}, fmt.Errorf("looking up recipient: %w", err)
+		return storage.Account{}, false, fmt.Errorf("looking up recipient: %w", err)
 	}
-	return acct, nil
+	return acct, false, nil
 }
 
 // isLocalDomain reports whether domain is served here. Domains are stored
@@ -196,4 +218,24 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// messageID returns the message's Message-ID without angle brackets, or
+// "" when it has none.
+func messageID(msg []byte) string {
+	hdr, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
+	if err != nil && !(errors.Is(err, io.EOF) && len(hdr) > 0) {
+		return ""
+	}
+	v := strings.TrimSpace(hdr.Get("Message-Id"))
+	return strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+}
+
+// addMessageID makes a Message-ID from the transaction id and hostname and
+// prepends it (RFC 6409 8.3, RFC 5322 3.6.4).
+func addMessageID(msg []byte, hostname, id string, now time.Time) (string, []byte) {
+	mid := fmt.Sprintf("%d.%s@%s", now.UnixNano(), id, hostname)
+	out := make([]byte, 0, len(msg)+len(mid)+16)
+	out = append(out, "Message-ID: <"+mid+">\r\n"...)
+	return mid, append(out, msg...)
 }

@@ -83,54 +83,60 @@ func TestResolveRecipient(t *testing.T) {
 	ctx := context.Background()
 	trust := fakeTrust{domains: map[string]bool{"operator.mssante.test": true}}
 	for _, tc := range []struct {
-		name string
-		mode mode
-		addr string
-		utf8 bool
-		want storage.AccountID
-		err  error
+		name   string
+		mode   mode
+		addr   string
+		utf8   bool
+		want   storage.AccountID
+		err    error
+		relay  bool
+		remote bool
 	}{
-		{"local", modeSubmission, "nurse@demo.test", false, 2, nil},
-		{"local case", modeInbound, "NURSE@Demo.Test", false, 2, nil},
-		{"local trailing dot", modeInbound, "nurse@demo.test.", false, 2, nil},
-		{"unknown user", modeSubmission, "nobody@demo.test", false, 0, errUnknownUser},
-		{"unknown user inbound", modeInbound, "nobody@demo.test", false, 0, errUnknownUser},
-		{"remote submission, trust space", modeSubmission, "a@operator.mssante.test", false, 0, errRelayNotEnabled},
-		{"remote submission, trust space, case", modeSubmission, "a@Operator.MSSante.test.", false, 0, errRelayNotEnabled},
-		{"remote submission, outside", modeSubmission, "a@other.test", false, 0, errOutsideTrustSpace},
-		{"remote submission, literal", modeSubmission, "a@[192.0.2.1]", false, 0, errOutsideTrustSpace},
-		{"remote inbound", modeInbound, "a@other.test", false, 0, errRelayDenied},
-		{"address literal", modeInbound, "a@[127.0.0.1]", false, 0, errRelayDenied},
-		{"utf8 needs SMTPUTF8", modeInbound, "élise@demo.test", false, 0, errNeedSMTPUTF8},
-		{"utf8", modeInbound, "élise@demo.test", true, 3, nil},
-		{"postmaster", modeInbound, "Postmaster", false, 9, nil},
-		{"no domain", modeInbound, "nurse", false, 0, errBadAddress},
+		{"local", modeSubmission, "nurse@demo.test", false, 2, nil, true, false},
+		{"local case", modeInbound, "NURSE@Demo.Test", false, 2, nil, true, false},
+		{"local trailing dot", modeInbound, "nurse@demo.test.", false, 2, nil, true, false},
+		{"unknown user", modeSubmission, "nobody@demo.test", false, 0, errUnknownUser, true, false},
+		{"unknown user inbound", modeInbound, "nobody@demo.test", false, 0, errUnknownUser, true, false},
+		{"remote submission, trust space, no relay", modeSubmission, "a@operator.mssante.test", false, 0, errRelayNotEnabled, false, false},
+		{"remote submission, trust space", modeSubmission, "a@operator.mssante.test", false, 0, nil, true, true},
+		{"remote submission, trust space, case", modeSubmission, "a@Operator.MSSante.test.", false, 0, nil, true, true},
+		{"remote submission, outside, relay", modeSubmission, "a@other.test", false, 0, errOutsideTrustSpace, true, false},
+		{"remote inbound, relay", modeInbound, "a@operator.mssante.test", false, 0, errRelayDenied, true, false},
+		{"remote submission, outside", modeSubmission, "a@other.test", false, 0, errOutsideTrustSpace, true, false},
+		{"remote submission, literal", modeSubmission, "a@[192.0.2.1]", false, 0, errOutsideTrustSpace, true, false},
+		{"remote inbound", modeInbound, "a@other.test", false, 0, errRelayDenied, true, false},
+		{"address literal", modeInbound, "a@[127.0.0.1]", false, 0, errRelayDenied, true, false},
+		{"utf8 needs SMTPUTF8", modeInbound, "élise@demo.test", false, 0, errNeedSMTPUTF8, true, false},
+		{"utf8", modeInbound, "élise@demo.test", true, 3, nil, true, false},
+		{"postmaster", modeInbound, "Postmaster", false, 9, nil, true, false},
+		{"no domain", modeInbound, "nurse", false, 0, errBadAddress, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			acct, err := resolveRecipient(ctx, fakeDB, trust, tc.mode, "demo.test", tc.addr, tc.utf8)
+			acct, remote, err := resolveRecipient(ctx, fakeDB, trust, tc.relay, tc.mode, "demo.test", tc.addr, tc.utf8)
 			if tc.err != nil {
 				assert.ErrorIs(t, err, tc.err)
 				return
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, acct.ID)
+			assert.Equal(t, tc.remote, remote)
 		})
 	}
 	// A store failure is not a refusal: it must become a temporary error.
 	broken := fakeAccounts{err: errors.New("database is locked")}
-	_, err := resolveRecipient(ctx, broken, trust, modeInbound, "demo.test", "nurse@demo.test", false)
+	_, _, err := resolveRecipient(ctx, broken, trust, true, modeInbound, "demo.test", "nurse@demo.test", false)
 	require.Error(t, err)
 	for _, r := range replies {
 		assert.NotErrorIs(t, err, r.err)
 	}
 	// So is a trust list that cannot be read.
-	_, err = resolveRecipient(ctx, fakeDB, fakeTrust{err: errors.New("disk I/O error")}, modeSubmission, "demo.test", "a@operator.mssante.test", false)
+	_, _, err = resolveRecipient(ctx, fakeDB, fakeTrust{err: errors.New("disk I/O error")}, true, modeSubmission, "demo.test", "a@operator.mssante.test", false)
 	require.Error(t, err)
 	for _, r := range replies {
 		assert.NotErrorIs(t, err, r.err)
 	}
 	// Without a trust list, no remote domain is in the trust space.
-	_, err = resolveRecipient(ctx, fakeDB, nil, modeSubmission, "demo.test", "a@operator.mssante.test", false)
+	_, _, err = resolveRecipient(ctx, fakeDB, nil, true, modeSubmission, "demo.test", "a@operator.mssante.test", false)
 	assert.ErrorIs(t, err, errOutsideTrustSpace)
 }
 

@@ -100,6 +100,10 @@ func (failingStore) Deliver(context.Context, []byte, time.Time, []storage.Recipi
 	return nil, errDiskOnFire
 }
 
+func (failingStore) Submit(context.Context, storage.Submission) ([]storage.Delivered, storage.QueueID, error) {
+	return nil, 0, errDiskOnFire
+}
+
 // panickingStore panics on the first delivery only.
 type panickingStore struct {
 	smtpd.Store
@@ -113,6 +117,16 @@ func (p panickingStore) Deliver(ctx context.Context, raw []byte, d time.Time, r 
 	default:
 		close(p.once)
 		panic("boom in Deliver")
+	}
+}
+
+func (p panickingStore) Submit(ctx context.Context, s storage.Submission) ([]storage.Delivered, storage.QueueID, error) {
+	select {
+	case <-p.once:
+		return p.Store.Submit(ctx, s)
+	default:
+		close(p.once)
+		panic("boom in Submit")
 	}
 }
 

@@ -29,6 +29,10 @@ var (
 	errFromNotOwned      = errors.New("header From address not owned by the account")
 	errShuttingDown      = errors.New("server shutting down")
 	errPeerRefused       = errors.New("peer refused by the trust policy")
+	errTLSRequired       = errors.New("inbound MAIL before STARTTLS")
+	errNoOperatorCert    = errors.New("no client certificate of an operator of the trust space")
+	errSenderNotOperator = errors.New("sender domain not served by the operator of the client certificate")
+	errNoSigningIdentity = errors.New("no S/MIME certificate to sign as the sender or its organisation")
 )
 
 // stage says which command failed, to choose the temporary reply for
@@ -53,27 +57,31 @@ var replies = []struct {
 	err   error
 	reply *smtp.SMTPError
 }{
-	{errAuthRequired, code(530, 5, 7, 0, "Authentication required")},                                 // RFC 4954 6
-	{errAuthzRefused, code(535, 5, 7, 8, "Authentication credentials invalid")},                      // RFC 4954 6
-	{authn.ErrBadCredentials, code(535, 5, 7, 8, "Authentication credentials invalid")},              // RFC 4954 6
-	{authn.ErrThrottled, code(454, 4, 7, 0, "Too many failed authentications, try again later")},     // RFC 4954 6
-	{errNullSender, code(553, 5, 7, 1, "Null sender not allowed for submission")},                    // RFC 6409 6.1
-	{errSenderNotOwned, code(553, 5, 7, 1, "Sender address not owned by the authenticated account")}, // RFC 6409 6.1
-	{errNestedMail, code(503, 5, 5, 1, "Nested MAIL command")},                                       // RFC 5321 4.1.4
-	{errNeedSMTPUTF8, code(553, 5, 6, 7, "Non-ASCII address requires SMTPUTF8")},                     // RFC 6531 3.6.1
-	{errBadAddress, code(553, 5, 1, 3, "Malformed address")},                                         // RFC 3463 3.2
-	{errUnknownUser, code(550, 5, 1, 1, "No such user here")},                                        // RFC 5321 3.3
-	{errRelayNotEnabled, code(550, 5, 7, 1, "Relay to other operators is not enabled yet")},          //
-	{errRelayDenied, code(550, 5, 7, 1, "Relaying denied")},                                          // RFC 5321 3.6.2
-	{errOutsideTrustSpace, code(550, 5, 7, 1, "Recipient domain is not in the MSSante trust space")}, // RFC 3463 5.7.1: delivery not authorized
-	{errNoFrom, code(550, 5, 6, 0, "Message has no valid From header")},                              // RFC 5322 3.6
-	{errFromNotOwned, code(550, 5, 7, 1, "From address not owned by the authenticated account")},     // RFC 6409 8.1
-	{errShuttingDown, code(421, 4, 3, 2, "Service shutting down, try again later")},                  // RFC 5321 3.8
-	{errPeerRefused, code(554, 5, 7, 1, "Access denied")},                                            // RFC 5321 3.1
-	{smtp.ErrDataTooLarge, code(552, 5, 3, 4, "Message exceeds the maximum size")},                   // RFC 1870 6.3
-	{storage.ErrTooLarge, code(552, 5, 3, 4, "Message exceeds the maximum size")},                    // RFC 1870 6.3
-	{smtp.ErrTooLongLine, code(500, 5, 5, 2, "Line too long")},                                       // RFC 5321 4.5.3.1.6
-	{smtp.ErrDataReset, code(451, 4, 3, 0, "Message transfer aborted")},                              // RFC 3030 2
+	{errAuthRequired, code(530, 5, 7, 0, "Authentication required")},                                      // RFC 4954 6
+	{errAuthzRefused, code(535, 5, 7, 8, "Authentication credentials invalid")},                           // RFC 4954 6
+	{authn.ErrBadCredentials, code(535, 5, 7, 8, "Authentication credentials invalid")},                   // RFC 4954 6
+	{authn.ErrThrottled, code(454, 4, 7, 0, "Too many failed authentications, try again later")},          // RFC 4954 6
+	{errNullSender, code(553, 5, 7, 1, "Null sender not allowed for submission")},                         // RFC 6409 6.1
+	{errSenderNotOwned, code(553, 5, 7, 1, "Sender address not owned by the authenticated account")},      // RFC 6409 6.1
+	{errNestedMail, code(503, 5, 5, 1, "Nested MAIL command")},                                            // RFC 5321 4.1.4
+	{errNeedSMTPUTF8, code(553, 5, 6, 7, "Non-ASCII address requires SMTPUTF8")},                          // RFC 6531 3.6.1
+	{errBadAddress, code(553, 5, 1, 3, "Malformed address")},                                              // RFC 3463 3.2
+	{errUnknownUser, code(550, 5, 1, 1, "No such user here")},                                             // RFC 5321 3.3
+	{errRelayNotEnabled, code(550, 5, 7, 1, "Relay to other operators is not enabled")},                   //
+	{errRelayDenied, code(550, 5, 7, 1, "Relaying denied")},                                               // RFC 5321 3.6.2
+	{errOutsideTrustSpace, code(550, 5, 7, 1, "Recipient domain is not in the MSSante trust space")},      // RFC 3463 5.7.1: delivery not authorized
+	{errNoFrom, code(550, 5, 6, 0, "Message has no valid From header")},                                   // RFC 5322 3.6
+	{errFromNotOwned, code(550, 5, 7, 1, "From address not owned by the authenticated account")},          // RFC 6409 8.1
+	{errShuttingDown, code(421, 4, 3, 2, "Service shutting down, try again later")},                       // RFC 5321 3.8
+	{errPeerRefused, code(554, 5, 7, 1, "Access denied")},                                                 // RFC 5321 3.1
+	{errTLSRequired, code(530, 5, 7, 0, "Must issue a STARTTLS command first")},                           // RFC 3207 4
+	{errNoOperatorCert, code(550, 5, 7, 1, "A client certificate of an MSSante operator is required")},    // RFC 3463 5.7.1
+	{errSenderNotOperator, code(550, 5, 7, 1, "Sender domain is not served by your operator")},            // RFC 3463 5.7.1
+	{errNoSigningIdentity, code(451, 4, 7, 5, "No signing certificate for this sender, try again later")}, // RFC 5248 X.7.5 cryptographic failure
+	{smtp.ErrDataTooLarge, code(552, 5, 3, 4, "Message exceeds the maximum size")},                        // RFC 1870 6.3
+	{storage.ErrTooLarge, code(552, 5, 3, 4, "Message exceeds the maximum size")},                         // RFC 1870 6.3
+	{smtp.ErrTooLongLine, code(500, 5, 5, 2, "Line too long")},                                            // RFC 5321 4.5.3.1.6
+	{smtp.ErrDataReset, code(451, 4, 3, 0, "Message transfer aborted")},                                   // RFC 3030 2
 }
 
 // reply turns err into the SMTP reply the client sees. Known refusals get

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -22,6 +24,7 @@ import (
 const (
 	DefaultMaxMessageBytes = 64 << 20
 	DefaultMaxRecipients   = 100
+	DefaultQueueExpiry     = 5 * 24 * time.Hour // RFC 5321 4.5.4.1: give up after 4-5 days
 )
 
 const (
@@ -57,6 +60,77 @@ type Config struct {
 	// must be in one of its domains. Nil: no trust list is known, so no
 	// remote domain is.
 	Trust TrustSpace
+	// Operators names the operator of the trust space behind an inbound
+	// client certificate (directory.Trust). Inbound accepts MAIL only from
+	// a listed operator, over TLS with its certificate; nil refuses every
+	// inbound sender.
+	Operators Operators
+	// Relay enables remote recipients on submission: their copy is queued
+	// in the same transaction as the local ones, then Relay is kicked.
+	// Nil: remote recipients are refused.
+	Relay Relay
+	// QueueExpiry is how long a queued message is tried before it fails
+	// for good (default 5 days, RFC 5321 4.5.4.1).
+	QueueExpiry time.Duration
+	// Signer signs what leaves for another operator (crypto/smime, wired
+	// by cmd/relais). Nil: sent as submitted.
+	Signer Signer
+	// Opener decrypts and verifies S/MIME mail arriving inbound. Nil:
+	// delivered as received.
+	Opener Opener
+	// Reports turns incoming DSNs and MDNs into delivery status, and
+	// answers NOTIFY=SUCCESS on inbound deliveries. Nil: neither.
+	Reports Reports
+}
+
+// Operators identifies the operator behind a TLS client certificate.
+type Operators interface {
+	PeerOperator(ctx context.Context, cert *x509.Certificate) (directory.Operator, error)
+}
+
+// Relay is the outbound queue's worker: told when an entry was queued.
+type Relay interface {
+	Kick()
+}
+
+// Signer signs an outgoing message as its sender, or the sender's
+// organisation. A message that is already S/MIME comes back untouched. An
+// error wrapping ErrNoSigningIdentity means no certificate is available.
+type Signer interface {
+	Sign(ctx context.Context, sender string, msg []byte) ([]byte, error)
+}
+
+// ErrNoSigningIdentity is what a Signer returns when neither the sender nor
+// its organisation has a usable certificate.
+var ErrNoSigningIdentity = errNoSigningIdentity
+
+// Opener decrypts and verifies an inbound S/MIME message for its local
+// recipients. It never fails the delivery: a message it cannot open comes
+// back as received, with a header that says why; a plain message comes back
+// as is.
+type Opener interface {
+	Open(ctx context.Context, msg []byte, rcpts []string) []byte
+}
+
+// Reports handles delivery reports around inbound delivery.
+type Reports interface {
+	// Incoming is called after msg was delivered to the local recipients:
+	// a DSN or MDN about a message they sent updates its status.
+	Incoming(ctx context.Context, msg []byte, rcpts []storage.AccountID)
+	// Delivered is called after an inbound delivery for the recipients
+	// whose NOTIFY asked for SUCCESS (RFC 3461 4.1): it sends the
+	// "delivered" DSN to the sender.
+	Delivered(ctx context.Context, d DeliveredReport) error
+}
+
+// DeliveredReport is what a success DSN needs about an inbound delivery.
+type DeliveredReport struct {
+	Sender     string // reverse-path, never empty
+	EnvID      string
+	Ret        string
+	Recipients []storage.OutboundRecipient
+	Message    []byte // as delivered
+	Arrival    time.Time
 }
 
 // Deliverer stores a message for local recipients: every copy in one
@@ -71,20 +145,27 @@ type Accounts interface {
 	HasDomain(ctx context.Context, name string) (bool, error)
 }
 
+// Submitter stores a submission: local copies, outbound entry and
+// delivery status in one transaction (storage.QueueStore).
+type Submitter interface {
+	Submit(ctx context.Context, s storage.Submission) ([]storage.Delivered, storage.QueueID, error)
+}
+
 // Store is what the listeners need from storage.
 type Store interface {
 	Deliverer
+	Submitter
 	Accounts
 }
 
-// Authenticator checks a username and password (internal/authn satisfies
-// it); it returns authn.ErrBadCredentials or authn.ErrThrottled on refusal.
 // TrustSpace tells whether a domain belongs to an operator of the MSSanté
 // trust space (directory.Trust).
 type TrustSpace interface {
 	DomainTrusted(ctx context.Context, domain string) (bool, error)
 }
 
+// Authenticator checks a username and password (internal/authn satisfies
+// it); it returns authn.ErrBadCredentials or authn.ErrThrottled on refusal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string, remote net.Addr) (storage.Account, error)
 }
@@ -146,6 +227,9 @@ func newServer(m mode, cfg Config, store Store, auth Authenticator) *Server {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
+	if cfg.QueueExpiry <= 0 {
+		cfg.QueueExpiry = DefaultQueueExpiry
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -171,7 +255,7 @@ func newServer(m mode, cfg Config, store Store, auth Authenticator) *Server {
 	srv.WriteTimeout = writeTimeout
 	srv.EnableSMTPUTF8 = true   // RFC 6531
 	srv.EnableBINARYMIME = true // RFC 3030; CHUNKING is always on in go-smtp
-	srv.EnableDSN = false       // no queue yet
+	srv.EnableDSN = true        // RFC 3461: NOTIFY, ORCPT, RET, ENVID
 	srv.ErrorLog = errorLog{s}
 	s.smtp = srv
 	return s

@@ -11,11 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -30,6 +33,9 @@ type session struct {
 	remote net.Addr
 	tls    *tlsInfo
 	acct   *storage.Account // submission: set by AUTH, kept across RSET
+	// operator is, inbound, the operator of the trust space whose verified
+	// client certificate the peer presented; nil otherwise.
+	operator *directory.Operator
 
 	mu   sync.Mutex
 	busy bool // a transaction is open (MAIL accepted, not yet reset)
@@ -45,15 +51,20 @@ type tlsInfo struct {
 type transaction struct {
 	from    string
 	hasFrom bool
-	utf8    bool  // SMTPUTF8 given on MAIL, RFC 6531 3.4
-	size    int64 // SIZE= announced on MAIL, RFC 1870
+	utf8    bool   // SMTPUTF8 given on MAIL, RFC 6531 3.4
+	size    int64  // SIZE= announced on MAIL, RFC 1870
+	ret     string // RFC 3461 4.3
+	envID   string // RFC 3461 4.4
 	rcpts   []recipient
 }
 
 // recipient is one accepted RCPT TO.
 type recipient struct {
 	addr    string
-	account storage.AccountID
+	account storage.AccountID // 0 for a remote recipient
+	remote  bool
+	notify  []string // RFC 3461 4.1
+	orcpt   string   // RFC 3461 4.2, "type;address"
 }
 
 func newID() string {
@@ -71,14 +82,8 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if isTLS {
 		sess.tls = &tlsInfo{version: state.Version, cipher: state.CipherSuite}
 	}
-	// Inbound: the place where the trust-space check on the peer's
-	// certificate will go (mutual TLS, a later issue).
-	var st *tls.ConnectionState
-	if isTLS {
-		st = &state
-	}
-	if err := checkPeer(s.mode, st); err != nil {
-		return nil, sess.reply(err, stageConnect)
+	if isTLS && s.mode == modeInbound {
+		sess.operator = s.peerOperator(sess.log, state)
 	}
 	if s.draining.Load() {
 		return nil, sess.reply(errShuttingDown, stageConnect)
@@ -137,24 +142,41 @@ func (sess *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := checkReversePath(sess.srv.mode, sess.acct, from, utf8); err != nil {
 		return sess.reply(err, stageMail)
 	}
+	if sess.srv.mode == modeInbound {
+		if err := checkOperator(sess.tls != nil, sess.operator, from); err != nil {
+			return sess.reply(err, stageMail)
+		}
+	}
 	sess.tx = transaction{from: from, hasFrom: true, utf8: utf8}
 	if opts != nil {
 		sess.tx.size = opts.Size
+		sess.tx.ret = string(opts.Return)
+		sess.tx.envID = opts.EnvelopeID
 	}
 	sess.setBusy(true)
 	return nil
 }
 
 // Rcpt is RCPT TO (RFC 5321 4.1.1.3). go-smtp enforces MaxRecipients.
-func (sess *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (sess *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	defer sess.recoverPanic("RCPT")
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	acct, err := resolveRecipient(ctx, sess.srv.store, sess.srv.cfg.Trust, sess.srv.mode, sess.srv.cfg.Hostname, to, sess.tx.utf8)
+	relay := sess.srv.cfg.Relay != nil
+	acct, remote, err := resolveRecipient(ctx, sess.srv.store, sess.srv.cfg.Trust, relay, sess.srv.mode, sess.srv.cfg.Hostname, to, sess.tx.utf8)
 	if err != nil {
 		return sess.reply(err, stageRcpt)
 	}
-	sess.tx.rcpts = append(sess.tx.rcpts, recipient{addr: to, account: acct.ID})
+	rc := recipient{addr: to, account: acct.ID, remote: remote}
+	if opts != nil {
+		for _, n := range opts.Notify {
+			rc.notify = append(rc.notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			rc.orcpt = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+		}
+	}
+	sess.tx.rcpts = append(sess.tx.rcpts, rc)
 	return nil
 }
 
@@ -194,23 +216,118 @@ func (sess *session) Data(r io.Reader) error {
 		return sess.reply(smtp.ErrDataTooLarge, stageData)
 	}
 	raw := buf.Bytes()
-	if sess.srv.mode == modeSubmission {
-		if err := checkFromHeader(*sess.acct, raw[len(trace):]); err != nil {
-			return sess.reply(err, stageData)
-		}
-	}
-	accounts := make([]storage.AccountID, 0, len(tx.rcpts))
-	for _, rc := range tx.rcpts {
-		accounts = append(accounts, rc.account)
-	}
-	rcpts := deliveries(sess.srv.mode, sess.acct, accounts)
-
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, err := sess.srv.store.Deliver(ctx, raw, now, rcpts); err != nil {
+	if sess.srv.mode == modeSubmission {
+		return sess.submit(ctx, tx, trace, raw[len(trace):], now, id)
+	}
+	return sess.deliverInbound(ctx, tx, trace, raw[len(trace):], now, id)
+}
+
+// submit stores a submission: a copy for each local recipient and the
+// sender's Sent copy as submitted, and, for recipients of other operators,
+// one outbound entry signed as the sender; all in one transaction, with
+// the delivery status of every recipient.
+func (sess *session) submit(ctx context.Context, tx transaction, trace string, msg []byte, now time.Time, id string) error {
+	if err := checkFromHeader(*sess.acct, msg); err != nil {
+		return sess.reply(err, stageData)
+	}
+	var local []storage.AccountID
+	var localAddrs []string
+	var remote []storage.OutboundRecipient
+	for _, rc := range tx.rcpts {
+		if rc.remote {
+			remote = append(remote, storage.OutboundRecipient{Address: rc.addr, Notify: rc.notify, ORCPT: rc.orcpt})
+			continue
+		}
+		local = append(local, rc.account)
+		localAddrs = append(localAddrs, rc.addr)
+	}
+	// The delivery status is keyed by Message-ID. RFC 6409 8.3: the MSA
+	// may add a missing one; it does so only for mail that leaves (reports
+	// from the other operator need it), and keeps local mail as submitted.
+	msgID := messageID(msg)
+	if msgID == "" && len(remote) > 0 {
+		msgID, msg = addMessageID(msg, sess.srv.cfg.Hostname, id, now)
+	}
+	sub := storage.Submission{
+		Raw:            append([]byte(trace), msg...),
+		InternalDate:   now,
+		Local:          deliveries(sess.srv.mode, sess.acct, local),
+		Account:        sess.acct.ID,
+		MessageID:      msgID,
+		LocalAddresses: localAddrs,
+	}
+	if len(remote) > 0 {
+		out := msg
+		if sess.srv.cfg.Signer != nil {
+			signed, err := sess.srv.cfg.Signer.Sign(ctx, tx.from, msg)
+			if err != nil {
+				return sess.reply(fmt.Errorf("signing message %s: %w", id, err), stageData)
+			}
+			out = signed
+		}
+		// RFC 5321 4.4: the relayed copy keeps our Received field, not the
+		// Return-Path, which only final delivery adds.
+		received := trace[strings.Index(trace, "\r\n")+2:]
+		sub.Outbound = &storage.Outbound{
+			Account:    sess.acct.ID,
+			Sender:     tx.from,
+			MessageID:  msgID,
+			Raw:        append([]byte(received), out...),
+			Recipients: remote,
+			Ret:        tx.ret,
+			EnvID:      tx.envID,
+			Expires:    now.Add(sess.srv.cfg.QueueExpiry),
+		}
+	}
+	_, qid, err := sess.srv.store.Submit(ctx, sub)
+	if err != nil {
+		return sess.reply(fmt.Errorf("storing message %s: %w", id, err), stageData)
+	}
+	if qid != 0 {
+		sess.srv.cfg.Relay.Kick()
+	}
+	sess.log.Info("message submitted", "id", id, "size", len(msg), "local", len(local), "remote", len(remote), "queue", int64(qid))
+	return nil
+}
+
+// deliverInbound delivers mail from another operator: decrypted and
+// verified when it is S/MIME (the result in a header), then stored for every
+// local recipient in one transaction; a delivery report updates the status
+// of the message it is about, and NOTIFY=SUCCESS gets its DSN.
+func (sess *session) deliverInbound(ctx context.Context, tx transaction, trace string, msg []byte, now time.Time, id string) error {
+	accounts := make([]storage.AccountID, 0, len(tx.rcpts))
+	addrs := make([]string, 0, len(tx.rcpts))
+	for _, rc := range tx.rcpts {
+		accounts = append(accounts, rc.account)
+		addrs = append(addrs, rc.addr)
+	}
+	if sess.srv.cfg.Opener != nil {
+		msg = sess.srv.cfg.Opener.Open(ctx, msg, addrs)
+	}
+	raw := append([]byte(trace), msg...)
+	if _, err := sess.srv.store.Deliver(ctx, raw, now, deliveries(sess.srv.mode, nil, accounts)); err != nil {
 		return sess.reply(fmt.Errorf("delivering message %s: %w", id, err), stageData)
 	}
-	sess.log.Info("message delivered", "id", id, "size", len(raw), "recipients", len(tx.rcpts), "copies", len(rcpts))
+	sess.log.Info("message delivered", "id", id, "size", len(raw), "recipients", len(tx.rcpts))
+	if rep := sess.srv.cfg.Reports; rep != nil {
+		// After the commit: a failure here must not turn the 250 into an
+		// error, the message is safe.
+		rep.Incoming(ctx, msg, accounts)
+		var notify []storage.OutboundRecipient
+		for _, rc := range tx.rcpts {
+			if slices.Contains(rc.notify, storage.NotifySuccess) {
+				notify = append(notify, storage.OutboundRecipient{Address: rc.addr, Notify: rc.notify, ORCPT: rc.orcpt})
+			}
+		}
+		if len(notify) > 0 && tx.from != "" {
+			err := rep.Delivered(ctx, DeliveredReport{Sender: tx.from, EnvID: tx.envID, Ret: tx.ret, Recipients: notify, Message: raw, Arrival: now})
+			if err != nil {
+				sess.log.Warn("success DSN not sent", "id", id, "err", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -259,4 +376,28 @@ type deadlineReader struct {
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	d.conn.SetReadDeadline(time.Now().Add(dataBlockTimeout))
 	return d.r.Read(p)
+}
+
+// peerOperator returns the operator of the trust space behind the client
+// certificate of an inbound TLS connection, or nil. The certificate must
+// have been verified by the TLS handshake against the configured anchors
+// (Config.TLS with ClientAuth VerifyClientCertIfGiven): a self-made
+// certificate that merely copies a listed DN is not enough.
+func (s *Server) peerOperator(log *slog.Logger, state tls.ConnectionState) *directory.Operator {
+	if len(state.PeerCertificates) == 0 {
+		return nil
+	}
+	if len(state.VerifiedChains) == 0 || s.cfg.Operators == nil {
+		log.Info("client certificate not verified", "subject", state.PeerCertificates[0].Subject.String())
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	op, err := s.cfg.Operators.PeerOperator(ctx, state.PeerCertificates[0])
+	if err != nil {
+		log.Info("client certificate not of a listed operator", "subject", state.PeerCertificates[0].Subject.String(), "err", err)
+		return nil
+	}
+	log.Debug("operator authenticated", "dn", op.DN)
+	return &op
 }

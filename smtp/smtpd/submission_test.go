@@ -1,13 +1,18 @@
 package smtpd_test
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/relais-mssante/relais/smtp/smtpd"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -90,9 +95,7 @@ func TestSubmissionRecipients(t *testing.T) {
 	c := e.submit(drAddr, drPass)
 	require.NoError(t, c.Mail(drAddr, nil))
 	requireReply(t, c.Rcpt("nobody@demo.test", nil), 550, smtp.EnhancedCode{5, 1, 1})
-	msg := requireReply(t, c.Rcpt("someone@"+trustedDomain, nil), 550, smtp.EnhancedCode{5, 7, 1})
-	assert.Equal(t, "Relay to other operators is not enabled yet", msg)
-	msg = requireReply(t, c.Rcpt("someone@outside.example", nil), 550, smtp.EnhancedCode{5, 7, 1})
+	msg := requireReply(t, c.Rcpt("someone@outside.example", nil), 550, smtp.EnhancedCode{5, 7, 1})
 	assert.Equal(t, "Recipient domain is not in the MSSante trust space", msg)
 	// The transaction goes on with the accepted recipient.
 	require.NoError(t, c.Rcpt(nurse, nil))
@@ -149,10 +152,9 @@ func TestSubmissionPipelining(t *testing.T) {
 	tc.expect(220)
 	tc.send("EHLO client.test")
 	ehlo := tc.expect(250)
-	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "BINARYMIME", "SIZE 67108864", "AUTH PLAIN LOGIN"} {
+	for _, ext := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "BINARYMIME", "SIZE 67108864", "AUTH PLAIN LOGIN", "DSN"} {
 		assert.Contains(t, ehlo, ext)
 	}
-	assert.NotContains(t, ehlo, "DSN")
 	assert.NotContains(t, ehlo, "STARTTLS", "already TLS")
 	tc.send("AUTH PLAIN " + plainIR("", drAddr, drPass))
 	tc.expect(235)
@@ -199,4 +201,95 @@ func TestSubmissionStorageFailure(t *testing.T) {
 	assert.Empty(t, e.mailbox(nurse, "INBOX"))
 	// The connection is still usable.
 	require.NoError(t, c.Noop())
+}
+
+// TestSubmissionRelayDisabled: without a relay, a recipient of another
+// operator of the trust space is refused, for good.
+func TestSubmissionRelayDisabled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noRelay: true})
+	c := e.submit(drAddr, drPass)
+	require.NoError(t, c.Mail(drAddr, nil))
+	msg := requireReply(t, c.Rcpt("someone@"+trustedDomain, nil), 550, smtp.EnhancedCode{5, 7, 1})
+	assert.Equal(t, "Relay to other operators is not enabled", msg)
+}
+
+// TestSubmissionQueuesRemoteRecipients: local copies, the Sent copy, one
+// queue entry for the recipients of other operators (with their DSN
+// parameters) and the delivery status of everyone, from one submission.
+func TestSubmissionQueuesRemoteRecipients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	c := e.submit(drAddr, drPass)
+	require.NoError(t, c.Mail(drAddr, &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: "env-42"}))
+	require.NoError(t, c.Rcpt(nurse, nil))
+	remote1, remote2 := "gp@"+trustedDomain, "pharma@"+trustedDomain
+	require.NoError(t, c.Rcpt(remote1, &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure}}))
+	require.NoError(t, c.Rcpt(remote2, &smtp.RcptOptions{OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: remote2}))
+	body := "From: " + drAddr + "\r\nTo: " + remote1 + ", " + nurse + "\r\nSubject: relay\r\n\r\nCompte rendu\r\n"
+	require.NoError(t, send(c, body))
+	require.NoError(t, c.Quit())
+
+	// Local copies as usual, with the Message-ID the MSA added (RFC 6409 8.3).
+	raw, _ := e.only(nurse, "INBOX")
+	_, rest := splitTrace(t, raw)
+	require.True(t, strings.HasPrefix(string(rest), "Message-ID: <"), "%.60q", rest)
+	msgID := string(rest[len("Message-ID: <"):bytes.IndexByte(rest, '>')])
+	assert.Equal(t, body, string(rest[bytes.Index(rest, []byte("\r\n"))+2:]))
+	e.only(drAddr, "Sent")
+
+	var entries []storage.QueueEntry
+	require.NoError(t, e.store.QueueEntries(ctx, func(q storage.QueueEntry) error { entries = append(entries, q); return nil }))
+	require.Len(t, entries, 1)
+	q := entries[0]
+	assert.Equal(t, drAddr, q.Sender)
+	assert.Equal(t, e.accounts[drAddr].ID, q.Account)
+	assert.Equal(t, msgID, q.MessageID)
+	assert.Equal(t, "HDRS", q.Ret)
+	assert.Equal(t, "env-42", q.EnvID)
+	assert.WithinDuration(t, time.Now().Add(smtpd.DefaultQueueExpiry), q.Expires, time.Minute)
+	require.Len(t, q.Recipients, 2)
+	assert.Equal(t, remote1, q.Recipients[0].Address)
+	assert.Equal(t, []string{"SUCCESS", "FAILURE"}, q.Recipients[0].Notify)
+	assert.Equal(t, remote2, q.Recipients[1].Address)
+	assert.Equal(t, "RFC822;"+remote2, q.Recipients[1].ORCPT)
+	out, err := e.store.QueueMessage(ctx, q.ID)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(out), "Received: from "), "the relayed copy starts with our Received, no Return-Path: %.40q", out)
+	assert.Contains(t, string(out), "\r\n\r\nCompte rendu\r\n")
+	assert.EqualValues(t, 1, e.kicks.n.Load(), "the relay was told")
+
+	st, err := e.store.DeliveryStatuses(ctx, e.accounts[drAddr].ID, msgID)
+	require.NoError(t, err)
+	got := map[string]storage.DeliveryState{}
+	for _, s := range st {
+		got[s.Recipient] = s.State
+	}
+	assert.Equal(t, map[string]storage.DeliveryState{nurse: storage.StatusDelivered, remote1: storage.StatusQueued, remote2: storage.StatusQueued}, got)
+}
+
+// noIdentity is a Signer that has no certificate for anyone.
+type noIdentity struct{}
+
+func (noIdentity) Sign(context.Context, string, []byte) ([]byte, error) {
+	return nil, fmt.Errorf("no certificate for the sender: %w", smtpd.ErrNoSigningIdentity)
+}
+
+// TestSubmissionWithoutSigningIdentity: a message for another operator that
+// cannot be signed is refused temporarily, and nothing is stored.
+func TestSubmissionWithoutSigningIdentity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{signer: noIdentity{}})
+	c := e.submit(drAddr, drPass)
+	err := c.SendMail(drAddr, []string{nurse, "gp@" + trustedDomain}, strings.NewReader(message(drAddr, nurse, "unsigned", "x\r\n")))
+	requireReply(t, err, 451, smtp.EnhancedCode{4, 7, 5})
+	assert.Empty(t, e.mailbox(nurse, "INBOX"))
+	assert.Empty(t, e.mailbox(drAddr, "Sent"))
+	n := 0
+	require.NoError(t, e.store.QueueEntries(context.Background(), func(storage.QueueEntry) error { n++; return nil }))
+	assert.Zero(t, n)
+	// Local mail needs no signature.
+	require.NoError(t, c.SendMail(drAddr, []string{nurse}, strings.NewReader(message(drAddr, nurse, "local", "x\r\n"))))
+	e.only(nurse, "INBOX")
 }

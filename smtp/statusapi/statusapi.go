@@ -1,0 +1,118 @@
+// Package statusapi serves the delivery status of the messages a user sent,
+// as JSON over HTTPS, under /api/v1/messages/.
+//
+// The handler does not authenticate: the caller wraps it with
+// internal/httpauth, and every answer is scoped to the authenticated
+// account (a message another account sent is simply unknown).
+//
+//	GET /api/v1/messages/{message-id}/status
+//	    {"messageId": "...", "recipients": [{"recipient", "state", "detail", "updated"}]}
+//
+// message-id is the Message-ID header without its angle brackets, path
+// escaped. state is one of queued, delayed, relayed, delivered, read,
+// failed (storage.DeliveryState); detail is the remote reply, the DSN's
+// diagnostic or the MDN's disposition. An unknown message is a 404.
+package statusapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/relais-mssante/relais/internal/httpauth"
+	"github.com/relais-mssante/relais/storage"
+)
+
+// Prefix is where Handler is mounted.
+const Prefix = "/api/v1/messages/"
+
+// maxMessageID bounds the identifier accepted in a path (RFC 5322 has no
+// limit; real ones are well under 250 bytes).
+const maxMessageID = 998
+
+// Statuses reads delivery status (storage.QueueStore).
+type Statuses interface {
+	DeliveryStatuses(ctx context.Context, acct storage.AccountID, messageID string) ([]storage.DeliveryStatus, error)
+}
+
+// Recipient is one recipient's status in the JSON answer.
+type Recipient struct {
+	Recipient string    `json:"recipient"`
+	State     string    `json:"state"`
+	Detail    string    `json:"detail,omitempty"`
+	Updated   time.Time `json:"updated"`
+}
+
+// Answer is the JSON body of a status request.
+type Answer struct {
+	MessageID  string      `json:"messageId"`
+	Recipients []Recipient `json:"recipients"`
+}
+
+// Handler serves the status API; it expects httpauth in front of it.
+func Handler(st Statuses, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+Prefix+"{id}/status", func(w http.ResponseWriter, r *http.Request) {
+		acct, ok := httpauth.Account(r.Context())
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "authentication required", "")
+			return
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(r.PathValue("id"), "<"), ">")
+		if id == "" || len(id) > maxMessageID || strings.ContainsAny(id, "\r\n") {
+			writeError(w, http.StatusBadRequest, "bad_request", "not a Message-ID", "")
+			return
+		}
+		list, err := st.DeliveryStatuses(r.Context(), acct.ID, id)
+		if err != nil {
+			ref := newRef()
+			log.Error("status api: store error", "err", err, "correlation_id", ref)
+			writeError(w, http.StatusInternalServerError, "internal", "internal error", ref)
+			return
+		}
+		if len(list) == 0 {
+			writeError(w, http.StatusNotFound, "not_found", "no message with this Message-ID was sent by you", "")
+			return
+		}
+		ans := Answer{MessageID: id, Recipients: make([]Recipient, 0, len(list))}
+		for _, s := range list {
+			ans.Recipients = append(ans.Recipients, Recipient{Recipient: s.Recipient, State: string(s.State), Detail: s.Detail, Updated: s.Updated.UTC()})
+		}
+		writeJSON(w, http.StatusOK, ans)
+	})
+	return mux
+}
+
+func newRef() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(b)
+	w.Write([]byte{'\n'})
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg, ref string) {
+	type detail struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		Reference string `json:"reference,omitempty"`
+	}
+	writeJSON(w, status, struct {
+		Error detail `json:"error"`
+	}{detail{code, msg, ref}})
+}
