@@ -1,8 +1,12 @@
-// Package pki is Relais's certificate authority: the self-made CA of the
-// embedded default and the TLS certificates it issues to the listeners.
+// Package pki is Relais's certificate authority.
 //
-// The full IGC-Santé-like hierarchy (root, ORGANISATIONS and PERSONNES
-// intermediates, S/MIME certificates, CRL) builds on this package later.
+// Authority (authority.go) is a hierarchy modelled on IGC-Santé: a root,
+// an ORGANISATIONS and a PERSONNES intermediate, TLS server and S/MIME
+// certificates (RFC 5280, RFC 8550), revocation and CRLs, keys encrypted
+// at rest, trust anchors and a revocation checker for S/MIME verification.
+// CA and LoadOrCreateCA are the single self-made CA that came first; they
+// stay for the tests that use them.
+//
 // TLS follows the MSSanté client profile: TLS 1.2 or 1.3, and for 1.2 only
 // the ECDHE-RSA AES-GCM suites 0xC030 and 0xC02F, hence RSA keys.
 package pki
@@ -172,6 +176,11 @@ func loadCA(certPEM []byte, keyPath string) (*CA, error) {
 		return nil, fmt.Errorf("pki: parsing CA certificate: %w", err)
 	}
 	keyPEM, err := os.ReadFile(keyPath)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(filepath.Join(filepath.Dir(keyPath), "pki", indexFile)); serr == nil {
+			return nil, fmt.Errorf("pki: %s is the root of the PKI in %s, whose keys are encrypted: open it with pki.Open", CACertFile, filepath.Join(filepath.Dir(keyPath), "pki"))
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pki: reading CA key: %w", err)
 	}
