@@ -78,8 +78,9 @@ type Config struct {
 	// Opener decrypts and verifies S/MIME mail arriving inbound. Nil:
 	// delivered as received.
 	Opener Opener
-	// Reports turns incoming DSNs and MDNs into delivery status, and
-	// answers NOTIFY=SUCCESS on inbound deliveries. Nil: neither.
+	// Reports turns DSNs and MDNs delivered here (inbound, or submitted
+	// by one local user to another) into delivery status, and answers
+	// NOTIFY=SUCCESS on inbound deliveries. Nil: neither.
 	Reports Reports
 }
 

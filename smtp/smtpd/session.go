@@ -288,6 +288,11 @@ func (sess *session) submit(ctx context.Context, tx transaction, trace string, m
 	if qid != 0 {
 		sess.srv.cfg.Relay.Kick()
 	}
+	if rep := sess.srv.cfg.Reports; rep != nil && len(local) > 0 {
+		// A read receipt (MDN) or a report from one local user to another
+		// updates the status as one from another operator does.
+		rep.Incoming(ctx, msg, local)
+	}
 	sess.log.Info("message submitted", "id", id, "size", len(msg), "local", len(local), "remote", len(remote), "queue", int64(qid))
 	return nil
 }
