@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory clean
+.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory bench-smime clean
 
 all: build
 
@@ -42,7 +42,7 @@ unit:
 
 # The race detector on the packages with shared state.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/... ./directory/...
+	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/... ./directory/... ./crypto/...
 
 # A bounded run of each fuzz target (longer runs: bench/fuzz.sh).
 FUZZTIME ?= 10s
@@ -50,11 +50,15 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/... ./directory/...
+	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/... ./directory/... ./crypto/...
 
 # The directory at national scale: 2M-line RPPS import and search latency.
 bench-directory:
 	bench/directory.sh
+
+# S/MIME sign+encrypt and open per second, beside openssl speed rsa2048.
+bench-smime:
+	bench/smime.sh
 
 clean:
 	rm -rf bin

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -29,6 +30,10 @@ type Config struct {
 	Limits Limits `toml:"limits"`
 	// Directory configures the professional directory's front ends.
 	Directory Directory `toml:"directory"`
+	// Relay configures the outbound queue to the other operators.
+	Relay Relay `toml:"relay"`
+	// PKI configures the certificate authority and the keys at rest.
+	PKI PKI `toml:"pki"`
 	// Log sets the logging level: debug, info, warn or error.
 	Log string `toml:"log"`
 }
@@ -51,6 +56,36 @@ type Directory struct {
 	// root DSE's namingContexts): what users type as "Base DN" in their
 	// mail client.
 	LDAPBase string `toml:"ldap_base"`
+}
+
+// Relay configures delivery to the other operators of the trust space.
+type Relay struct {
+	// Routes sends a domain's mail to host:port instead of looking up its
+	// MX (tests, private networks): routes = { "b.mssante.test" = "10.0.0.2:25" }.
+	Routes map[string]string `toml:"routes"`
+	// Expiry is how long a message is retried before it fails for good
+	// and the sender gets a DSN ("120h"; RFC 5321 4.5.4.1 suggests 4-5 days).
+	Expiry time.Duration `toml:"expiry"`
+	// DelayNotice is when the sender gets one "delayed" DSN ("4h").
+	DelayNotice time.Duration `toml:"delay_notice"`
+	// RequireEncryption refuses to send to a recipient whose certificate
+	// the directory does not have; otherwise such mail goes signed only.
+	RequireEncryption bool `toml:"require_encryption"`
+	// Workers is how many deliveries run at once.
+	Workers int `toml:"workers"`
+}
+
+// PKI configures the certificate authority.
+type PKI struct {
+	// PassphraseFile holds the passphrase that encrypts the private keys
+	// at rest. Empty: RELAIS_PKI_PASSPHRASE, or else a random secret kept
+	// in the data directory (the demo default: keys are then only as safe
+	// as that directory).
+	PassphraseFile string `toml:"passphrase_file"`
+	// BaseURL is where other parties fetch the CRLs, written in every
+	// certificate issued ("https://relais.example.fr"); empty: https on
+	// the hostname and the HTTP listener's port.
+	BaseURL string `toml:"base_url"`
 }
 
 // Limits are per-message and per-transaction limits.
@@ -80,6 +115,7 @@ func DefaultConfig() Config {
 			LDAPS:       "127.0.0.1:6636",
 		},
 		Directory: Directory{LDAPBase: "o=relais"},
+		Relay:     Relay{Expiry: 5 * 24 * time.Hour, DelayNotice: 4 * time.Hour, Workers: 4},
 		Limits:    Limits{MaxMessageBytes: 64 << 20, MaxRecipients: 100},
 		Log:       "info",
 	}
@@ -138,6 +174,20 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.MaxRecipients < 1 || c.Limits.MaxRecipients > 10000 {
 		errs = append(errs, fmt.Errorf("limits.max_recipients: %d is outside 1..10000", c.Limits.MaxRecipients))
+	}
+	for domain, addr := range c.Relay.Routes {
+		if _, _, err := net.SplitHostPort(addr); err != nil || domain == "" {
+			errs = append(errs, fmt.Errorf("relay.routes: %q = %q: want a domain and a host:port", domain, addr))
+		}
+	}
+	if c.Relay.Expiry < time.Minute {
+		errs = append(errs, fmt.Errorf("relay.expiry: %s is shorter than a minute", c.Relay.Expiry))
+	}
+	if c.Relay.DelayNotice <= 0 || c.Relay.DelayNotice >= c.Relay.Expiry {
+		errs = append(errs, fmt.Errorf("relay.delay_notice: %s must be positive and shorter than relay.expiry", c.Relay.DelayNotice))
+	}
+	if c.Relay.Workers < 1 || c.Relay.Workers > 256 {
+		errs = append(errs, fmt.Errorf("relay.workers: %d is outside 1..256", c.Relay.Workers))
 	}
 	switch c.Log {
 	case "debug", "info", "warn", "error":

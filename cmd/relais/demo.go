@@ -8,20 +8,24 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/relais-mssante/relais/crypto/pki"
 	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/directory/synth"
-
 	"github.com/relais-mssante/relais/internal/authn"
 	"github.com/relais-mssante/relais/storage"
 )
 
 // demoUsers are the synthetic practitioners of the demo domain. The names
 // are invented; none is a real professional.
-var demoUsers = []struct{ local, name string }{
-	{"claire.martin", "Claire Martin"},
-	{"lucas.bernard", "Lucas Bernard"},
-	{"ines.petit", "Inès Petit"},
-	{"secretariat.chu", "Secrétariat médical CHU de démonstration"},
+var demoUsers = []struct {
+	local, name    string
+	given, surname string // a practitioner; an organisation mailbox has neither
+	rpps           string // synthetic: 1000000000x is no one's RPPS number
+}{
+	{"claire.martin", "Claire Martin", "Claire", "MARTIN", "10000000001"},
+	{"lucas.bernard", "Lucas Bernard", "Lucas", "BERNARD", "10000000002"},
+	{"ines.petit", "Inès Petit", "Inès", "PETIT", "10000000003"},
+	{"secretariat.chu", "Secrétariat médical CHU de démonstration", "", "", ""},
 }
 
 // demoDirectorySeed makes the demo directory the same on every machine.
@@ -46,18 +50,52 @@ type demoStore interface {
 	AddDomain(ctx context.Context, name string) (storage.Domain, error)
 	CreateAccount(ctx context.Context, address, name, passwordHash string) (storage.Account, error)
 	directory.ImportStore
+	certPublisher
 }
 
 // bootstrapDemo creates the demo domain and its users the first time, and
 // prints their passwords once: they are stored only as argon2id hashes.
-func bootstrapDemo(ctx context.Context, e *env, st demoStore) error {
+// At every start it makes sure each demo user has an S/MIME certificate
+// (person, or organisation for the shared mailbox) published in the
+// directory, and the domain its organisation certificate.
+func bootstrapDemo(ctx context.Context, e *env, st demoStore, ca *pki.Authority) error {
 	has, err := st.HasDomain(ctx, DemoDomain)
 	if err != nil {
 		return err
 	}
-	if has {
-		return nil
+	if !has {
+		if err := createDemo(ctx, e, st); err != nil {
+			return err
+		}
 	}
+	return demoCertificates(ctx, st, ca)
+}
+
+// demoCertificates issues what the demo users sign and decrypt with,
+// once.
+func demoCertificates(ctx context.Context, st certPublisher, ca *pki.Authority) error {
+	for _, u := range demoUsers {
+		req := pki.Request{Kind: pki.KindPerson, Emails: []string{u.local + "@" + DemoDomain},
+			GivenName: u.given, Surname: u.surname, RPPS: u.rpps, Title: "Médecin"}
+		if u.rpps == "" {
+			req = pki.Request{Kind: pki.KindOrganisation, Emails: req.Emails, CommonName: u.name}
+		}
+		if _, _, err := ensureIdentity(ctx, ca, st, req); err != nil {
+			return fmt.Errorf("certificate of %s: %w", req.Emails[0], err)
+		}
+	}
+	if _, err := ca.DomainIdentity(DemoDomain); errors.Is(err, pki.ErrNotFound) {
+		_, err = ca.Issue(pki.Request{Kind: pki.KindOrganisation, DNSNames: []string{DemoDomain}, CommonName: "Relais démonstration"})
+		if err != nil {
+			return fmt.Errorf("organisation certificate of %s: %w", DemoDomain, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+func createDemo(ctx context.Context, e *env, st demoStore) error {
 	if _, err := st.AddDomain(ctx, DemoDomain); err != nil && !errors.Is(err, storage.ErrExists) {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relais-mssante/relais/directory"
 )
 
 // relaisBin is the binary under test, built once by TestMain.
@@ -51,6 +54,7 @@ type instance struct {
 	passwords map[string]string // demo address -> password, first start only
 	stderr    *syncBuffer
 	exited    chan error
+	operator  *tls.Config // see otherOperator
 }
 
 var listenLine = regexp.MustCompile(`^listening: (\S+)\s+(\S+)`)
@@ -63,10 +67,17 @@ func startRelais(t *testing.T, dir string) *instance {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	cmd := exec.Command(relaisBin, "serve", "--data", dir,
+	return startServe(t, dir, "--data", dir,
 		"--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0",
 		"--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--ldap", "127.0.0.1:0", "--ldaps", "127.0.0.1:0", "--log", "debug")
+}
+
+// startServe runs relais serve with args on dir and waits until it is
+// ready.
+func startServe(t *testing.T, dir string, args ...string) *instance {
+	t.Helper()
+	cmd := exec.Command(relaisBin, append([]string{"serve"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	in := &instance{t: t, dir: dir, cmd: cmd, addrs: map[string]string{}, passwords: map[string]string{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
@@ -188,4 +199,69 @@ func splitAddr(t *testing.T, addr string) (host, port string) {
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
 	return host, port
+}
+
+// relais runs a relais command on the instance's data directory and
+// returns its output, failing the test on error.
+func (in *instance) relais(args ...string) string {
+	in.t.Helper()
+	cmd := exec.Command(relaisBin, append(args, "--data", in.dir)...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(in.t, err, "relais %v: %s", args, out)
+	return string(out)
+}
+
+var issuedSerial = regexp.MustCompile(`certificate ([0-9a-f]+)`)
+
+// otherOperator makes "other-operator.test" an operator of the instance's
+// trust space, the way an administrator would: a server certificate for its
+// MTA (issued here by the instance's own ORGANISATIONS CA, so that it chains
+// to a trust anchor), and a trust list naming its DN, imported. It returns
+// the TLS client configuration that MTA uses on port 25.
+func (in *instance) otherOperator() *tls.Config {
+	in.t.Helper()
+	if in.operator != nil {
+		return in.operator
+	}
+	tmp := in.t.TempDir()
+	out := in.relais("pki", "issue", "--kind", "server", "--dns", "mta.other-operator.test", "--org", "Other operator")
+	m := issuedSerial.FindStringSubmatch(out)
+	require.NotNil(in.t, m, "serial in %q", out)
+	keyFile := filepath.Join(tmp, "mta.pem")
+	in.relais("pki", "export", "--serial", m[1], "--chain", "--with-key", "--yes-export-unencrypted-key", "--out", keyFile)
+	pemBytes, err := os.ReadFile(keyFile)
+	require.NoError(in.t, err)
+	cert, err := tls.X509KeyPair(pemBytes, pemBytes)
+	require.NoError(in.t, err)
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	require.NoError(in.t, err)
+	in.importTrustList(trustDomain{"other-operator.test", leaf})
+	cfg := in.tlsConfig()
+	cfg.Certificates = []tls.Certificate{cert}
+	in.operator = cfg
+	return cfg
+}
+
+type trustDomain struct {
+	domain string
+	cert   *x509.Certificate // the operator's server certificate
+}
+
+// importTrustList writes a listeblanchemssante.xml naming each operator's
+// certificate DN for its domain, and imports it.
+func (in *instance) importTrustList(domains ...trustDomain) {
+	in.t.Helper()
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListeBlancheMSSante xmlns="https://listeblanche.mssante.fr/schema">` + "\n<ListeDomaines>\n")
+	for _, d := range domains {
+		dn, err := directory.SubjectDN(d.cert)
+		require.NoError(in.t, err)
+		var esc strings.Builder
+		require.NoError(in.t, xml.EscapeText(&esc, []byte(dn)))
+		fmt.Fprintf(&b, "<Domaine><Nom>%s</Nom><Description>TEST OPERATOR</Description><DNCertificatOperateur>%s</DNCertificatOperateur><DateMAJ>2026-11-01T08:00:00Z</DateMAJ></Domaine>\n", d.domain, esc.String())
+	}
+	b.WriteString("</ListeDomaines>\n</ListeBlancheMSSante>\n")
+	file := filepath.Join(in.t.TempDir(), "listeblanchemssante.xml")
+	require.NoError(in.t, os.WriteFile(file, []byte(b.String()), 0o600))
+	in.relais("directory", "import", "--kind", "trustlist", "--allow-mass-removal", file)
 }

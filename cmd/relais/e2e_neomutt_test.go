@@ -21,7 +21,7 @@ func TestNeomuttReadsMailbox(t *testing.T) {
 		}
 	}
 	in := startRelais(t, "")
-	require.NoError(t, deliverInbound(in.addrs["smtp"], lucas, "neomutt-1@other-operator.test", "Compte rendu pour neomutt"))
+	require.NoError(t, deliverInbound(in, lucas, "neomutt-1@other-operator.test", "Compte rendu pour neomutt"))
 
 	dir := t.TempDir()
 	muttrc := filepath.Join(dir, "muttrc")

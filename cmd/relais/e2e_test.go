@@ -122,18 +122,15 @@ func TestCurlClients(t *testing.T) {
 	require.Error(t, err, out)
 }
 
-// deliverInbound sends one message to rcpt over the inbound SMTP listener
-// (the operator-to-operator port, no authentication) and returns the
-// server's error, if any.
-func deliverInbound(addr, rcpt, messageID, subject string) error {
-	c, err := smtp.Dial(addr)
+// deliverInbound sends one message to rcpt over the inbound SMTP listener,
+// as the MTA of another operator of the trust space does: STARTTLS with its
+// client certificate. It returns the server's error, if any.
+func deliverInbound(in *instance, rcpt, messageID, subject string) error {
+	c, err := smtp.DialStartTLS(in.addrs["smtp"], in.otherOperator())
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Hello("mta.other-operator.test"); err != nil {
-		return err
-	}
 	msg := fmt.Sprintf("From: <secretariat@other-operator.test>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%s>\r\n\r\nCorps du message %s.\r\n", rcpt, subject, messageID, messageID)
 	if err := c.SendMail("secretariat@other-operator.test", []string{rcpt}, strings.NewReader(msg)); err != nil {
 		return err
@@ -175,7 +172,7 @@ func TestRestartKeepsMail(t *testing.T) {
 	in := startRelais(t, dir)
 	pw := in.passwords[lucas]
 	for i := range 3 {
-		require.NoError(t, deliverInbound(in.addrs["smtp"], lucas, fmt.Sprintf("restart-%d@other-operator.test", i), "avant redémarrage"))
+		require.NoError(t, deliverInbound(in, lucas, fmt.Sprintf("restart-%d@other-operator.test", i), "avant redémarrage"))
 	}
 	before := readMailbox(t, in, lucas, pw, "INBOX")
 	require.Len(t, before.ids, 3)
@@ -187,7 +184,7 @@ func TestRestartKeepsMail(t *testing.T) {
 	assert.Equal(t, before, after)
 
 	// New mail after the restart gets a higher UID, same UIDVALIDITY.
-	require.NoError(t, deliverInbound(again.addrs["smtp"], lucas, "restart-after@other-operator.test", "après"))
+	require.NoError(t, deliverInbound(again, lucas, "restart-after@other-operator.test", "après"))
 	final := readMailbox(t, again, lucas, pw, "INBOX")
 	assert.Equal(t, before.uidValidity, final.uidValidity)
 	for _, uid := range before.ids {
@@ -230,7 +227,7 @@ func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; !stopped(); i++ {
 				id := fmt.Sprintf("crash-%d-%d@other-operator.test", w, i)
-				if err := deliverInbound(in.addrs["smtp"], lucas, id, "crash"); err != nil {
+				if err := deliverInbound(in, lucas, id, "crash"); err != nil {
 					return // the server died under us: this one was not acknowledged
 				}
 				record(id, false)

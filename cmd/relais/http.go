@@ -9,25 +9,31 @@ import (
 	"github.com/relais-mssante/relais/directory/dirapi"
 	"github.com/relais-mssante/relais/directory/fhir"
 	"github.com/relais-mssante/relais/internal/httpauth"
+	"github.com/relais-mssante/relais/smtp/statusapi"
 )
 
 // httpStore is what the HTTPS front ends read.
 type httpStore interface {
 	dirapi.Directory
 	fhir.Directory
+	statusapi.Statuses
 }
 
 // httpHandler serves the HTTPS front page (how to connect a mail client),
 // the CA certificate to import, a health check, and, behind Basic
 // authentication with the user's Relais credentials, the directory's JSON
-// API (/api/v1/directory/) and its FHIR R4 API (/fhir/). The web app
-// mounts here too.
-func httpHandler(cfg Config, ca *pki.CA, st httpStore, auth httpauth.Authenticator, log *slog.Logger) http.Handler {
+// API (/api/v1/directory/), its FHIR R4 API (/fhir/) and the delivery
+// status of sent messages (/api/v1/messages/); the CRLs under /pki/. The
+// web app mounts here too.
+func httpHandler(cfg Config, ca *pki.Authority, st httpStore, auth httpauth.Authenticator, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mw := httpauth.New(auth, httpauth.Options{Logger: log})
 	mux.Handle(dirapi.Prefix, mw.Wrap(dirapi.Handler(st, log.With("api", "directory"))))
 	mux.Handle(fhir.Prefix+"/", mw.Wrap(fhir.Handler(st, log.With("api", "fhir"))))
-	caPEM := ca.CertPEM()
+	mux.Handle(statusapi.Prefix, mw.Wrap(statusapi.Handler(st, log.With("api", "status"))))
+	// CRLs and CA certificates are public (RFC 5280 4.2.1.13).
+	mux.Handle("/pki/", ca.Handler())
+	caPEM := ca.RootPEM()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))

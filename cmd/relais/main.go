@@ -32,7 +32,8 @@ type env struct {
 var errUsage = errors.New("usage")
 
 func commands() []command {
-	return []command{
+	var cmds []command
+	cmds = append(cmds, []command{
 		{"serve", "[--data DIR] [--config FILE] [--smtp ADDR] ...", "run the mail server (the embedded default when no config is given)", runServe},
 		{"admin domain add", "DOMAIN", "add a mail domain served here", runDomainAdd},
 		{"admin domain list", "", "list the domains served here", runDomainList},
@@ -46,10 +47,14 @@ func commands() []command {
 		{"directory cert remove", "ADDRESS SHA256", "detach a certificate from an address", runCertRemove},
 		{"trust list", "[--operators]", "list the domains (or operators) of the MSSanté trust space", runTrustList},
 		{"trust show", "DOMAIN", "show a domain's trust-list entries", runTrustShow},
+	}...)
+	cmds = append(cmds, pkiCommands()...)
+	cmds = append(cmds, queueCommands()...)
+	return append(cmds, []command{
 		{"config check", "--config FILE", "validate a configuration file and report every problem", runConfigCheck},
 		{"config example", "", "print a configuration file with every setting at its default", runConfigExample},
 		{"version", "", "print the version", runVersion},
-	}
+	}...)
 }
 
 func main() {

@@ -103,6 +103,9 @@ func pkiPassphrase(passFile string) ([]byte, error) {
 
 // pkiOptions are the authority's options for a configuration.
 func pkiOptions(cfg Config, passFile string, log *slog.Logger) (pki.Options, error) {
+	if passFile == "" {
+		passFile = cfg.PKI.PassphraseFile
+	}
 	pass, err := pkiPassphrase(passFile)
 	if err != nil {
 		return pki.Options{}, err
@@ -120,6 +123,9 @@ func pkiOptions(cfg Config, passFile string, log *slog.Logger) (pki.Options, err
 // pkiBaseURL is the URL the CRLs are published under: the HTTPS listener
 // reached by the host name.
 func pkiBaseURL(cfg Config) string {
+	if cfg.PKI.BaseURL != "" {
+		return strings.TrimSuffix(cfg.PKI.BaseURL, "/")
+	}
 	port := "443"
 	if _, p, err := net.SplitHostPort(cfg.Listen.HTTP); err == nil && p != "" && p != "0" {
 		port = p

@@ -21,6 +21,7 @@ import (
 	"github.com/relais-mssante/relais/directory/ldapd"
 	"github.com/relais-mssante/relais/imap/imapd"
 	"github.com/relais-mssante/relais/internal/authn"
+	"github.com/relais-mssante/relais/smtp/queue"
 	"github.com/relais-mssante/relais/smtp/smtpd"
 	"github.com/relais-mssante/relais/storage"
 	"github.com/relais-mssante/relais/storage/sqlite"
@@ -124,36 +125,86 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		}
 	}()
 
-	ca, created, err := pki.LoadOrCreateCA(cfg.Data, "Relais CA "+cfg.Hostname)
+	ca, err := openAuthority(cfg, cfg.PKI.PassphraseFile, log.With("component", "pki"), true)
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
 	}
-	if created {
-		log.Info("created a certificate authority", "cert", filepath.Join(cfg.Data, pki.CACertFile))
-	}
-	cert, err := ca.IssueServer(cfg.Hostname, "localhost", "127.0.0.1", "::1")
+	serverNames := []string{"localhost", "127.0.0.1", "::1"}
+	cert, err := ca.ServerCertificate(cfg.Hostname, serverNames...)
 	if err != nil {
 		return fmt.Errorf("TLS certificate: %w", err)
 	}
 	tlsConfig := pki.ServerTLSConfig(cert)
+	// A certificate renewed while we run is picked up at the next
+	// handshake.
+	tlsConfig.Certificates = nil
+	tlsConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := ca.ServerCertificate(cfg.Hostname, serverNames...)
+		return &c, err
+	}
+	// Port 25: other operators present their server certificate as a TLS
+	// client certificate, verified against the trust anchors (IGC-Santé
+	// roots, imported with relais pki anchor add, and ours); smtpd then
+	// requires its DN in the trust list.
+	inboundTLS := tlsConfig.Clone()
+	inboundTLS.ClientAuth = tls.VerifyClientCertIfGiven
+	inboundTLS.ClientCAs = ca.Anchors()
 
 	if cfg.Demo {
-		if err := bootstrapDemo(ctx, e, st); err != nil {
+		if err := bootstrapDemo(ctx, e, st, ca); err != nil {
 			return fmt.Errorf("demo domain: %w", err)
 		}
 	}
 
+	trust := directory.NewTrust(st)
+	sec := &mailSecurity{pki: ca, certs: st, hostname: cfg.Hostname, requireEncryption: cfg.Relay.RequireEncryption,
+		log: log.With("component", "smime"), now: time.Now}
+	relay, err := queue.New(queue.Config{
+		Hostname: cfg.Hostname,
+		Store:    st,
+		Routes:   cfg.Relay.Routes,
+		ClientCert: func() (*tls.Certificate, error) {
+			c, err := ca.ServerCertificate(cfg.Hostname, serverNames...)
+			return &c, err
+		},
+		RootCAs:     ca.Anchors(),
+		Operators:   trust,
+		Sealer:      sec,
+		Expiry:      cfg.Relay.Expiry,
+		DelayNotice: cfg.Relay.DelayNotice,
+		Workers:     cfg.Relay.Workers,
+		Logger:      log.With("service", "relay"),
+	})
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	reports := &queue.Reports{Hostname: cfg.Hostname, Store: st, Logger: log.With("service", "reports"), Relay: relay}
+
 	auth := authn.New(st, nil)
 	smtpCfg := smtpd.Config{
+		Hostname:        cfg.Hostname,
+		TLS:             inboundTLS,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxRecipients:   cfg.Limits.MaxRecipients,
+		Logger:          log.With("service", "smtp"),
+		Trust:           trust,
+		Operators:       trust,
+		Opener:          sec,
+		Reports:         reports,
+	}
+	inbound := smtpd.NewInbound(smtpCfg, st)
+	smtpCfg = smtpd.Config{
 		Hostname:        cfg.Hostname,
 		TLS:             tlsConfig,
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		MaxRecipients:   cfg.Limits.MaxRecipients,
-		Logger:          log.With("service", "smtp"),
-		Trust:           directory.NewTrust(st),
+		Logger:          log.With("service", "submission"),
+		Trust:           trust,
+		Relay:           relay,
+		QueueExpiry:     cfg.Relay.Expiry,
+		Signer:          sec,
+		Reports:         reports,
 	}
-	inbound := smtpd.NewInbound(smtpCfg, st)
-	smtpCfg.Logger = log.With("service", "submission")
 	submission := smtpd.NewSubmission(smtpCfg, st, auth)
 	imapServer := imapd.New(imapd.Config{
 		TLS:         tlsConfig,
@@ -213,8 +264,17 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		lns[i] = ln
 	}
 
-	errc := make(chan error, len(specs))
+	errc := make(chan error, len(specs)+1)
 	var wg sync.WaitGroup
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		if err := relay.Run(relayCtx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("relay: %w", err)
+		}
+	}()
 	for i, s := range specs {
 		if lns[i] == nil {
 			continue
@@ -259,6 +319,10 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 	}
 	sd.Wait()
 	wg.Wait()
+	// The relay stops last: attempts in flight are abandoned, their
+	// leases run out and the next start retries them.
+	stopRelay()
+	<-relayDone
 	if n := inbound.Panics() + submission.Panics() + imapServer.Panics() + ldapServer.Panics(); n > 0 {
 		log.Warn("sessions recovered from panics during this run", "count", n)
 	}
