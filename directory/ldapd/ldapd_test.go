@@ -126,7 +126,9 @@ func newEnv(t testing.TB, cfg ldapd.Config) *env {
 			t.Errorf("Close: %v", err)
 		}
 		for range 2 {
-			if err := <-errs; err != nil {
+			// A test that ends at once (a skip) may close the server
+			// before Serve started; Serve then returns net.ErrClosed.
+			if err := <-errs; err != nil && !errors.Is(err, net.ErrClosed) {
 				t.Errorf("Serve: %v", err)
 			}
 		}

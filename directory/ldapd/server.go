@@ -182,6 +182,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		ln.Close()
 		return fmt.Errorf("ldapd: serve %s: %w", ln.Addr(), net.ErrClosed)
 	}
 	s.listeners[ln] = struct{}{}
