@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -32,14 +33,23 @@ type operator struct {
 	in                     *instance
 }
 
+// freePort returns a free port below the kernel's ephemeral range (32768
+// and up on Linux), so that no listener on ":0" of a test running beside
+// this one can take it between now and the moment relais binds it. The
+// ports must be known before the servers start: they go in each other's
+// routes and in the CRL URLs of the certificates.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	require.NoError(t, err)
-	return port
+	for range 100 {
+		port := fmt.Sprint(20000 + rand.IntN(12000))
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-32000")
+	return ""
 }
 
 func (o *operator) run(t *testing.T, stdin string, args ...string) string {

@@ -232,6 +232,15 @@ func (sess *session) submit(ctx context.Context, tx transaction, trace string, m
 	if err := checkFromHeader(*sess.acct, msg); err != nil {
 		return sess.reply(err, stageData)
 	}
+	if err := sess.srv.submitMessage(ctx, *sess.acct, tx, trace, msg, now, id, sess.log); err != nil {
+		return sess.reply(err, stageData)
+	}
+	return nil
+}
+
+// submitMessage is the submission pipeline after the checks, shared by SMTP and
+// Send (the documents API).
+func (s *Server) submitMessage(ctx context.Context, acct storage.Account, tx transaction, trace string, msg []byte, now time.Time, id string, log *slog.Logger) error {
 	var local []storage.AccountID
 	var localAddrs []string
 	var remote []storage.OutboundRecipient
@@ -248,22 +257,22 @@ func (sess *session) submit(ctx context.Context, tx transaction, trace string, m
 	// from the other operator need it), and keeps local mail as submitted.
 	msgID := messageID(msg)
 	if msgID == "" && len(remote) > 0 {
-		msgID, msg = addMessageID(msg, sess.srv.cfg.Hostname, id, now)
+		msgID, msg = addMessageID(msg, s.cfg.Hostname, id, now)
 	}
 	sub := storage.Submission{
 		Raw:            append([]byte(trace), msg...),
 		InternalDate:   now,
-		Local:          deliveries(sess.srv.mode, sess.acct, local),
-		Account:        sess.acct.ID,
+		Local:          deliveries(modeSubmission, &acct, local),
+		Account:        acct.ID,
 		MessageID:      msgID,
 		LocalAddresses: localAddrs,
 	}
 	if len(remote) > 0 {
 		out := msg
-		if sess.srv.cfg.Signer != nil {
-			signed, err := sess.srv.cfg.Signer.Sign(ctx, tx.from, msg)
+		if s.cfg.Signer != nil {
+			signed, err := s.cfg.Signer.Sign(ctx, tx.from, msg)
 			if err != nil {
-				return sess.reply(fmt.Errorf("signing message %s: %w", id, err), stageData)
+				return fmt.Errorf("signing message %s: %w", id, err)
 			}
 			out = signed
 		}
@@ -271,29 +280,29 @@ func (sess *session) submit(ctx context.Context, tx transaction, trace string, m
 		// Return-Path, which only final delivery adds.
 		received := trace[strings.Index(trace, "\r\n")+2:]
 		sub.Outbound = &storage.Outbound{
-			Account:    sess.acct.ID,
+			Account:    acct.ID,
 			Sender:     tx.from,
 			MessageID:  msgID,
 			Raw:        append([]byte(received), out...),
 			Recipients: remote,
 			Ret:        tx.ret,
 			EnvID:      tx.envID,
-			Expires:    now.Add(sess.srv.cfg.QueueExpiry),
+			Expires:    now.Add(s.cfg.QueueExpiry),
 		}
 	}
-	_, qid, err := sess.srv.store.Submit(ctx, sub)
+	_, qid, err := s.store.Submit(ctx, sub)
 	if err != nil {
-		return sess.reply(fmt.Errorf("storing message %s: %w", id, err), stageData)
+		return fmt.Errorf("storing message %s: %w", id, err)
 	}
 	if qid != 0 {
-		sess.srv.cfg.Relay.Kick()
+		s.cfg.Relay.Kick()
 	}
-	if rep := sess.srv.cfg.Reports; rep != nil && len(local) > 0 {
+	if rep := s.cfg.Reports; rep != nil && len(local) > 0 {
 		// A read receipt (MDN) or a report from one local user to another
 		// updates the status as one from another operator does.
 		rep.Incoming(ctx, msg, local)
 	}
-	sess.log.Info("message submitted", "id", id, "size", len(msg), "local", len(local), "remote", len(remote), "queue", int64(qid))
+	log.Info("message submitted", "id", id, "size", len(msg), "local", len(local), "remote", len(remote), "queue", int64(qid))
 	return nil
 }
 

@@ -293,3 +293,33 @@ func TestSubmissionWithoutSigningIdentity(t *testing.T) {
 	require.NoError(t, c.SendMail(drAddr, []string{nurse}, strings.NewReader(message(drAddr, nurse, "local", "x\r\n"))))
 	e.only(nurse, "INBOX")
 }
+
+// TestSendPipeline: the documents API's path into submission applies the
+// same policy and stores like SMTP does.
+func TestSendPipeline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	dr := e.accounts[drAddr]
+	msg := []byte("From: " + drAddr + "\r\nTo: " + nurse + "\r\nSubject: api\r\nMessage-ID: <api-1@demo.test>\r\n\r\nlettre\r\n")
+	require.NoError(t, e.sub.Send(ctx, dr, []string{nurse, "gp@" + trustedDomain}, msg))
+	raw, _ := e.only(nurse, "INBOX")
+	assert.Contains(t, string(raw), " with HTTPS id ")
+	assert.True(t, strings.HasSuffix(string(raw), string(msg)))
+	e.only(drAddr, "Sent")
+	st, err := e.store.DeliveryStatuses(ctx, dr.ID, "api-1@demo.test")
+	require.NoError(t, err)
+	require.Len(t, st, 2)
+	assert.EqualValues(t, 1, e.kicks.n.Load())
+
+	var refused *smtpd.RefusedError
+	err = e.sub.Send(ctx, dr, []string{"x@outside.example"}, msg)
+	require.ErrorAs(t, err, &refused)
+	assert.Equal(t, 550, refused.Code())
+	err = e.sub.Send(ctx, dr, []string{nurse}, []byte("From: "+bob+"\r\nSubject: spoof\r\n\r\nx\r\n"))
+	require.ErrorAs(t, err, &refused)
+	assert.Equal(t, 550, refused.Code())
+	err = e.sub.Send(ctx, dr, nil, msg)
+	require.ErrorAs(t, err, &refused)
+	assert.Equal(t, 554, refused.Code())
+}
