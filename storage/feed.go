@@ -12,6 +12,9 @@ const (
 	ChangeMailboxCreated
 	ChangeMailboxDeleted
 	ChangeMailboxRenamed
+	// ChangeDocumentReceived: a structured document was recorded for a
+	// delivered message (Document, Mailbox, UID).
+	ChangeDocumentReceived
 )
 
 // Change is one committed modification of an account's data.
@@ -22,6 +25,8 @@ type Change struct {
 	ModSeq  uint64   // message changes
 	Flags   []string // ChangeMessageAdded, ChangeFlags
 	Name    string   // mailbox changes: the (new) name
+	// Document is the ChangeDocumentReceived's record.
+	Document DocumentID
 }
 
 // DefaultBacklog is how many changes a subscriber may leave unread before it

@@ -236,5 +236,8 @@ type Store interface {
 	// The outbound queue and delivery status (queue.go).
 	QueueStore
 
+	// Structured documents and API tokens (documents.go).
+	DocumentStore
+
 	Close() error
 }

@@ -274,6 +274,82 @@ CREATE TABLE IF NOT EXISTS delivery_status (
 	PRIMARY KEY (account, message_id, recipient)
 ) WITHOUT ROWID;
 `,
+	// 4: structured documents of delivered messages, API tokens, and the
+	// documents sent through the documents API (storage.DocumentStore).
+	// Times are unix nanoseconds, 0 for none. metadata comes last so that
+	// listing never walks its overflow pages. No foreign key to mailboxes:
+	// a record outlives its copy's mailbox (the history of what arrived).
+	// IF NOT EXISTS, as migration 3.
+	`
+CREATE TABLE IF NOT EXISTS documents (
+	id           INTEGER PRIMARY KEY,
+	account      INTEGER NOT NULL,
+	mailbox      INTEGER NOT NULL,
+	uid          INTEGER NOT NULL,
+	message_id   TEXT NOT NULL,
+	recipient    TEXT NOT NULL,
+	patient_ins  TEXT NOT NULL,
+	ins_kind     TEXT NOT NULL,
+	patient_name TEXT NOT NULL,
+	type_code    TEXT NOT NULL,
+	type_display TEXT NOT NULL,
+	title        TEXT NOT NULL,
+	author_id    TEXT NOT NULL,
+	author_name  TEXT NOT NULL,
+	custodian    TEXT NOT NULL,
+	valid        INTEGER NOT NULL,
+	problems     TEXT NOT NULL,
+	received     INTEGER NOT NULL,
+	metadata     BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_copy ON documents(account, mailbox, uid);
+-- DocumentsByPatient: newest first is a backwards walk of the index.
+CREATE INDEX IF NOT EXISTS documents_patient ON documents(account, patient_ins, received, id) WHERE patient_ins != '';
+
+CREATE TABLE IF NOT EXISTS api_tokens (
+	id        INTEGER PRIMARY KEY,
+	account   INTEGER NOT NULL,
+	name      TEXT NOT NULL,
+	hash      TEXT NOT NULL UNIQUE, -- hex SHA-256 of the secret
+	created   INTEGER NOT NULL,
+	expires   INTEGER NOT NULL, -- 0: never
+	last_used INTEGER NOT NULL,
+	revoked   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sent_documents (
+	id         TEXT NOT NULL PRIMARY KEY, -- public, opaque
+	account    INTEGER NOT NULL,
+	message_id TEXT NOT NULL,
+	recipients TEXT NOT NULL, -- JSON array of addresses
+	created    INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+	// 5: organisations written during a bulk directory import
+	// (directory_bulk.go). They arrive in file order, which is random
+	// order for dir_organisations' key: inserted there, each batch would
+	// rewrite most pages of the table. They are appended here instead
+	// and merged into dir_organisations by one sorted insert when the
+	// bulk import ends (or at the next Open, after a crash). Same
+	// columns as dir_organisations; seq is the arrival order.
+	`
+CREATE TABLE IF NOT EXISTS dir_organisations_pending (
+	seq          INTEGER PRIMARY KEY,
+	id           TEXT NOT NULL,
+	source       TEXT NOT NULL,
+	hash         INTEGER NOT NULL,
+	finess       TEXT NOT NULL,
+	legal_finess TEXT NOT NULL,
+	siret        TEXT NOT NULL,
+	siren        TEXT NOT NULL,
+	name_key     TEXT NOT NULL,
+	trade_key    TEXT NOT NULL,
+	postal_code  TEXT NOT NULL,
+	postal_area  TEXT NOT NULL,
+	city_key     TEXT NOT NULL,
+	data         BLOB NOT NULL
+);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) (int, error) {

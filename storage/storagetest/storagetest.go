@@ -75,6 +75,12 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"QueueLargeRaw", testQueueLargeRaw},
 		{"StatusOrder", testDeliveryStatusOrder},
 		{"StatusIsolation", testDeliveryStatusIsolation},
+		{"DocumentsAdd", testDocumentsAdd},
+		{"DocumentsIsolation", testDocumentsIsolation},
+		{"DocumentsByPatient", testDocumentsByPatient},
+		{"DocumentsAPITokens", testAPITokens},
+		{"DocumentsSent", testSentDocuments},
+		{"DocumentsPersistence", testDocumentsPersistence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,418 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/relais-mssante/relais/storage"
+)
+
+// Structured documents found in delivered messages, API tokens and the
+// documents sent through the documents API (storage.DocumentStore, tables
+// in migration 4).
+
+var _ storage.DocumentStore = (*Store)(nil)
+
+const (
+	// MaxDocumentMetadata bounds DocumentRecord.Metadata (the contract's
+	// 1 MiB); larger is storage.ErrTooLarge.
+	MaxDocumentMetadata = 1 << 20
+	// maxDocText bounds each text field of a document record (they come
+	// from an untrusted CDA header); longer values are cut.
+	maxDocText = 1000
+	// maxDocProblems bounds DocumentRecord.Problems.
+	maxDocProblems = 8000
+	// maxDocsPerCall bounds AddDocuments: one message rarely carries more
+	// than a handful of documents, for a few hundred recipients at most.
+	maxDocsPerCall = 10000
+	// maxTokenName bounds an API token's name; maxSentID a sent document's
+	// public id; maxSentRecipients its recipient list.
+	maxTokenName      = 200
+	maxSentID         = 100
+	maxSentRecipients = 1000
+	// tokenUseGranularity: APITokenByHash records a use only when the
+	// stored LastUsed is older than this, so that a busy client does not
+	// turn every request into a disk write.
+	tokenUseGranularity = time.Minute
+)
+
+// prepareDocument checks and bounds a DocumentRecord outside the write
+// transaction.
+func prepareDocument(d storage.DocumentRecord) (storage.DocumentRecord, error) {
+	if len(d.Metadata) > MaxDocumentMetadata {
+		return d, fmt.Errorf("document metadata of %d bytes: %w", len(d.Metadata), storage.ErrTooLarge)
+	}
+	if d.Account <= 0 || d.Mailbox <= 0 || d.UID == 0 {
+		return d, fmt.Errorf("document without account, mailbox or uid: %w", storage.ErrInvalid)
+	}
+	if !plainText(d.MessageID, maxMessageID) {
+		return d, fmt.Errorf("document message id: %w", storage.ErrInvalid)
+	}
+	for _, f := range []*string{&d.Recipient, &d.PatientINS, &d.INSKind, &d.PatientName, &d.TypeCode,
+		&d.TypeDisplay, &d.Title, &d.AuthorID, &d.AuthorName, &d.Custodian} {
+		*f = cut(*f, maxDocText)
+	}
+	d.Problems = cut(d.Problems, maxDocProblems)
+	if d.Received.IsZero() {
+		d.Received = time.Now()
+	}
+	if d.Metadata == nil {
+		d.Metadata = []byte{}
+	}
+	return d, nil
+}
+
+// AddDocuments records the documents of delivered message copies in one
+// transaction and publishes a ChangeDocumentReceived on each owner's feed
+// after the commit. Each copy must exist in its account's mailbox
+// (ErrNotFound otherwise, and nothing is recorded).
+func (s *Store) AddDocuments(ctx context.Context, docs []storage.DocumentRecord) ([]storage.DocumentID, error) {
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	if len(docs) > maxDocsPerCall {
+		return nil, fmt.Errorf("sqlite: add documents: %d documents: %w", len(docs), storage.ErrTooLarge)
+	}
+	prepared := make([]storage.DocumentRecord, len(docs))
+	for i, d := range docs {
+		p, err := prepareDocument(d)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: add documents: %w", err)
+		}
+		prepared[i] = p
+	}
+	var ids []storage.DocumentID
+	err := s.write(ctx, "add documents", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+		ids = ids[:0]
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO documents (account, mailbox, uid, message_id, recipient,
+			patient_ins, ins_kind, patient_name, type_code, type_display, title, author_id, author_name, custodian,
+			valid, problems, received, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, d := range prepared {
+			// The copy must be the account's: a record never points into
+			// another account's mailbox.
+			if _, err := mailboxByID(ctx, tx, d.Account, d.Mailbox); err != nil {
+				return err
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE mailbox = ? AND uid = ?`, d.Mailbox, d.UID).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("message %d in mailbox %d: %w", d.UID, d.Mailbox, storage.ErrNotFound)
+			}
+			res, err := stmt.ExecContext(ctx, d.Account, d.Mailbox, d.UID, d.MessageID, d.Recipient,
+				d.PatientINS, d.INSKind, d.PatientName, d.TypeCode, d.TypeDisplay, d.Title, d.AuthorID, d.AuthorName,
+				d.Custodian, boolInt(d.Valid), d.Problems, unixNano(d.Received), d.Metadata)
+			if err != nil {
+				return err
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			ids = append(ids, storage.DocumentID(id))
+			ch.add(d.Account, storage.Change{Kind: storage.ChangeDocumentReceived, Mailbox: d.Mailbox, UID: d.UID, Document: storage.DocumentID(id)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+const documentColumns = `id, account, mailbox, uid, message_id, recipient, patient_ins, ins_kind, patient_name,
+	type_code, type_display, title, author_id, author_name, custodian, valid, problems, received, metadata`
+
+func scanDocument(row interface{ Scan(...any) error }) (storage.DocumentRecord, error) {
+	var d storage.DocumentRecord
+	var uid, received int64
+	var valid int
+	err := row.Scan(&d.ID, &d.Account, &d.Mailbox, &uid, &d.MessageID, &d.Recipient, &d.PatientINS, &d.INSKind,
+		&d.PatientName, &d.TypeCode, &d.TypeDisplay, &d.Title, &d.AuthorID, &d.AuthorName, &d.Custodian, &valid,
+		&d.Problems, &received, &d.Metadata)
+	d.UID, d.Valid, d.Received = uint32(uid), valid != 0, fromUnixNano(received)
+	return d, err
+}
+
+func queryDocuments(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]storage.DocumentRecord, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []storage.DocumentRecord{}
+	for rows.Next() {
+		d, err := scanDocument(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Documents returns the documents of one message copy, in id order (empty
+// when the copy has none; ErrNotFound when the mailbox is not the
+// account's).
+func (s *Store) Documents(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uid uint32) ([]storage.DocumentRecord, error) {
+	var out []storage.DocumentRecord
+	err := s.read(ctx, "documents", func(tx *sql.Tx) error {
+		if _, err := mailboxByID(ctx, tx, acct, mbox); err != nil {
+			return err
+		}
+		var err error
+		out, err = queryDocuments(ctx, tx, `SELECT `+documentColumns+` FROM documents
+			WHERE account = ? AND mailbox = ? AND uid = ? ORDER BY id`, acct, mbox, uid)
+		return err
+	})
+	return out, err
+}
+
+// Document returns one document of the account.
+func (s *Store) Document(ctx context.Context, acct storage.AccountID, id storage.DocumentID) (storage.DocumentRecord, error) {
+	var d storage.DocumentRecord
+	err := s.read(ctx, "document", func(tx *sql.Tx) error {
+		var err error
+		d, err = scanDocument(tx.QueryRowContext(ctx, `SELECT `+documentColumns+` FROM documents WHERE account = ? AND id = ?`, acct, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("document %d: %w", id, storage.ErrNotFound)
+		}
+		return err
+	})
+	return d, err
+}
+
+// DocumentsByPatient returns the account's documents about one INS, newest
+// (Received) first, at most limit. An empty INS (documents without one) or
+// a limit below 1 is ErrInvalid.
+func (s *Store) DocumentsByPatient(ctx context.Context, acct storage.AccountID, ins string, limit int) ([]storage.DocumentRecord, error) {
+	if ins == "" || limit < 1 {
+		return nil, fmt.Errorf("sqlite: documents by patient: empty INS or limit %d: %w", limit, storage.ErrInvalid)
+	}
+	var out []storage.DocumentRecord
+	err := s.read(ctx, "documents by patient", func(tx *sql.Tx) error {
+		var err error
+		out, err = queryDocuments(ctx, tx, `SELECT `+documentColumns+` FROM documents
+			WHERE account = ? AND patient_ins = ? AND patient_ins != '' ORDER BY received DESC, id DESC LIMIT ?`, acct, ins, limit)
+		return err
+	})
+	return out, err
+}
+
+// validHash reports whether h is a lower-case hex SHA-256.
+func validHash(h string) bool {
+	if len(h) != 64 || strings.ToLower(h) != h {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// CreateAPIToken stores a token; ID and Created are assigned. The account
+// must exist (ErrNotFound), the hash be a lower-case hex SHA-256
+// (ErrInvalid) not stored yet (ErrExists).
+func (s *Store) CreateAPIToken(ctx context.Context, t storage.APIToken) (storage.APIToken, error) {
+	if !validHash(t.Hash) {
+		return t, fmt.Errorf("sqlite: create api token: hash is not a hex SHA-256: %w", storage.ErrInvalid)
+	}
+	if t.Name == "" || !plainText(t.Name, maxTokenName) {
+		return t, fmt.Errorf("sqlite: create api token: name: %w", storage.ErrInvalid)
+	}
+	t.Created = time.Now().UTC()
+	t.LastUsed = time.Time{}
+	err := s.write(ctx, "create api token", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		err := tx.QueryRowContext(ctx, `SELECT address FROM accounts WHERE id = ?`, t.Account).Scan(&t.Address)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("account %d: %w", t.Account, storage.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_tokens WHERE hash = ?`, t.Hash).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("api token hash: %w", storage.ErrExists)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO api_tokens (account, name, hash, created, expires, last_used, revoked)
+			VALUES (?, ?, ?, ?, ?, 0, ?)`, t.Account, t.Name, t.Hash, unixNano(t.Created), nsOrZero(t.Expires), boolInt(t.Revoked))
+		if err != nil {
+			return err
+		}
+		t.ID, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return storage.APIToken{}, err
+	}
+	return t, nil
+}
+
+// tokenSelect reads tokens with their account's address.
+const tokenSelect = `SELECT t.id, t.account, a.address, t.name, t.hash, t.created, t.expires, t.last_used, t.revoked
+	FROM api_tokens t JOIN accounts a ON a.id = t.account`
+
+func scanToken(row interface{ Scan(...any) error }) (storage.APIToken, error) {
+	var t storage.APIToken
+	var created, expires, used int64
+	var revoked int
+	err := row.Scan(&t.ID, &t.Account, &t.Address, &t.Name, &t.Hash, &created, &expires, &used, &revoked)
+	t.Created, t.Expires, t.LastUsed, t.Revoked = fromUnixNano(created), timeOrZero(expires), timeOrZero(used), revoked != 0
+	return t, err
+}
+
+// APITokenByHash finds a token neither revoked nor expired at now
+// (ErrNotFound otherwise) and records its use (at most once per
+// tokenUseGranularity, to spare the disk).
+func (s *Store) APITokenByHash(ctx context.Context, hash string, now time.Time) (storage.APIToken, error) {
+	notFound := fmt.Errorf("sqlite: api token: %w", storage.ErrNotFound)
+	if !validHash(hash) {
+		return storage.APIToken{}, notFound
+	}
+	var t storage.APIToken
+	err := s.read(ctx, "api token", func(tx *sql.Tx) error {
+		var err error
+		t, err = scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE t.hash = ?`, hash))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.APIToken{}, notFound
+	}
+	if err != nil {
+		return storage.APIToken{}, err
+	}
+	if t.Revoked || (!t.Expires.IsZero() && !now.Before(t.Expires)) {
+		return storage.APIToken{}, notFound
+	}
+	if t.LastUsed.IsZero() || now.Sub(t.LastUsed) >= tokenUseGranularity {
+		err := s.write(ctx, "api token use", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+			// Revoked meanwhile: the token is refused.
+			res, err := tx.ExecContext(ctx, `UPDATE api_tokens SET last_used = max(last_used, ?) WHERE id = ? AND revoked = 0`, unixNano(now), t.ID)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return notFound
+			}
+			return nil
+		})
+		if err != nil {
+			return storage.APIToken{}, err
+		}
+		if now.After(t.LastUsed) {
+			t.LastUsed = now.UTC()
+		}
+	}
+	return t, nil
+}
+
+// APITokens lists every token, by id.
+func (s *Store) APITokens(ctx context.Context) ([]storage.APIToken, error) {
+	var out []storage.APIToken
+	err := s.read(ctx, "api tokens", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, tokenSelect+` ORDER BY t.id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanToken(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// RevokeAPIToken revokes a token for good (revoking twice is no error).
+func (s *Store) RevokeAPIToken(ctx context.Context, id int64) error {
+	return s.write(ctx, "revoke api token", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		res, err := tx.ExecContext(ctx, `UPDATE api_tokens SET revoked = 1 WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("api token %d: %w", id, storage.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// AddSentDocument records a document sent through the API.
+func (s *Store) AddSentDocument(ctx context.Context, d storage.SentDocument) error {
+	if d.ID == "" || !plainText(d.ID, maxSentID) || !plainText(d.MessageID, maxMessageID) {
+		return fmt.Errorf("sqlite: add sent document: id or message id: %w", storage.ErrInvalid)
+	}
+	if len(d.Recipients) == 0 || len(d.Recipients) > maxSentRecipients {
+		return fmt.Errorf("sqlite: add sent document: %d recipients: %w", len(d.Recipients), storage.ErrInvalid)
+	}
+	for _, r := range d.Recipients {
+		if !plainText(r, maxPath) {
+			return fmt.Errorf("sqlite: add sent document: recipient: %w", storage.ErrInvalid)
+		}
+	}
+	rcpts, err := json.Marshal(d.Recipients)
+	if err != nil {
+		return fmt.Errorf("sqlite: add sent document: %w", err)
+	}
+	if d.Created.IsZero() {
+		d.Created = time.Now()
+	}
+	return s.write(ctx, "add sent document", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		if err := accountExists(ctx, tx, d.Account); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sent_documents WHERE id = ?`, d.ID).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("sent document %q: %w", d.ID, storage.ErrExists)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO sent_documents (id, account, message_id, recipients, created) VALUES (?, ?, ?, ?, ?)`,
+			d.ID, d.Account, d.MessageID, string(rcpts), unixNano(d.Created))
+		return err
+	})
+}
+
+// SentDocument reads a sent document back for its account only.
+func (s *Store) SentDocument(ctx context.Context, acct storage.AccountID, id string) (storage.SentDocument, error) {
+	d := storage.SentDocument{ID: id, Account: acct}
+	err := s.read(ctx, "sent document", func(tx *sql.Tx) error {
+		var rcpts string
+		var created int64
+		err := tx.QueryRowContext(ctx, `SELECT message_id, recipients, created FROM sent_documents WHERE id = ? AND account = ?`,
+			id, acct).Scan(&d.MessageID, &rcpts, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sent document: %w", storage.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		d.Created = fromUnixNano(created)
+		return json.Unmarshal([]byte(rcpts), &d.Recipients)
+	})
+	if err != nil {
+		return storage.SentDocument{}, err
+	}
+	return d, nil
+}
