@@ -8,7 +8,9 @@ import (
 	"github.com/relais-mssante/relais/crypto/pki"
 	"github.com/relais-mssante/relais/directory/dirapi"
 	"github.com/relais-mssante/relais/directory/fhir"
+	"github.com/relais-mssante/relais/document"
 	"github.com/relais-mssante/relais/internal/httpauth"
+	"github.com/relais-mssante/relais/smtp/docapi"
 	"github.com/relais-mssante/relais/smtp/statusapi"
 )
 
@@ -17,20 +19,29 @@ type httpStore interface {
 	dirapi.Directory
 	fhir.Directory
 	statusapi.Statuses
+	docapi.Store
 }
 
 // httpHandler serves the HTTPS front page (how to connect a mail client),
 // the CA certificate to import, a health check, and, behind Basic
 // authentication with the user's Relais credentials, the directory's JSON
 // API (/api/v1/directory/), its FHIR R4 API (/fhir/) and the delivery
-// status of sent messages (/api/v1/messages/); the CRLs under /pki/. The
+// status of sent messages (/api/v1/messages/); the documents API for
+// hospital software (/api/v1/documents, /api/v1/openapi.json, its own
+// authentication); the CRLs under /pki/. The
 // web app mounts here too.
-func httpHandler(cfg Config, ca *pki.Authority, st httpStore, auth httpauth.Authenticator, log *slog.Logger) http.Handler {
+func httpHandler(cfg Config, ca *pki.Authority, st httpStore, auth httpauth.Authenticator, sender docapi.Sender, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mw := httpauth.New(auth, httpauth.Options{Logger: log})
 	mux.Handle(dirapi.Prefix, mw.Wrap(dirapi.Handler(st, log.With("api", "directory"))))
 	mux.Handle(fhir.Prefix+"/", mw.Wrap(fhir.Handler(st, log.With("api", "fhir"))))
 	mux.Handle(statusapi.Prefix, mw.Wrap(statusapi.Handler(st, log.With("api", "status"))))
+	// The documents API authenticates itself (API token or client
+	// certificate: hospital software, not a person).
+	docs := docapi.Handler(docapi.Config{Store: st, Sender: sender, Build: document.Build, Hostname: cfg.Hostname, Logger: log.With("api", "documents")})
+	mux.Handle(docapi.Prefix, docs)
+	mux.Handle(docapi.Prefix+"/", docs)
+	mux.Handle(docapi.OpenAPIPath, docs)
 	// CRLs and CA certificates are public (RFC 5280 4.2.1.13).
 	mux.Handle("/pki/", ca.Handler())
 	caPEM := ca.RootPEM()

@@ -50,6 +50,7 @@ func commands() []command {
 	}...)
 	cmds = append(cmds, pkiCommands()...)
 	cmds = append(cmds, queueCommands()...)
+	cmds = append(cmds, tokenCommands()...)
 	return append(cmds, []command{
 		{"config check", "--config FILE", "validate a configuration file and report every problem", runConfigCheck},
 		{"config example", "", "print a configuration file with every setting at its default", runConfigExample},

@@ -21,6 +21,7 @@ import (
 	"github.com/relais-mssante/relais/directory/ldapd"
 	"github.com/relais-mssante/relais/imap/imapd"
 	"github.com/relais-mssante/relais/internal/authn"
+	"github.com/relais-mssante/relais/smtp/docs"
 	"github.com/relais-mssante/relais/smtp/queue"
 	"github.com/relais-mssante/relais/smtp/smtpd"
 	"github.com/relais-mssante/relais/storage"
@@ -179,6 +180,8 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	reports := &queue.Reports{Hostname: cfg.Hostname, Store: st, Logger: log.With("service", "reports"), Relay: relay}
+	documents := &docs.Inspector{Store: st, Hostname: cfg.Hostname, Signer: sec, Relay: relay,
+		Logger: log.With("component", "documents"), Expiry: cfg.Relay.Expiry}
 
 	auth := authn.New(st, nil)
 	smtpCfg := smtpd.Config{
@@ -191,6 +194,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		Operators:       trust,
 		Opener:          sec,
 		Reports:         reports,
+		Documents:       documents,
 	}
 	inbound := smtpd.NewInbound(smtpCfg, st)
 	smtpCfg = smtpd.Config{
@@ -204,6 +208,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		QueueExpiry:     cfg.Relay.Expiry,
 		Signer:          sec,
 		Reports:         reports,
+		Documents:       documents,
 	}
 	submission := smtpd.NewSubmission(smtpCfg, st, auth)
 	imapServer := imapd.New(imapd.Config{
@@ -219,9 +224,15 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("LDAP: %w", err)
 	}
+	// HTTPS asks for a client certificate, without requiring one: hospital
+	// software may authenticate to the documents API with its applicative
+	// mailbox certificate instead of a token.
+	httpTLS := tlsConfig.Clone()
+	httpTLS.ClientAuth = tls.VerifyClientCertIfGiven
+	httpTLS.ClientCAs = ca.Anchors()
 	httpServer := &http.Server{
-		Handler:           httpHandler(cfg, ca, st, auth, log.With("service", "http")),
-		TLSConfig:         tlsConfig,
+		Handler:           httpHandler(cfg, ca, st, auth, submission, log.With("service", "http")),
+		TLSConfig:         httpTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With("service", "http").Handler(), slog.LevelWarn),
 	}
@@ -237,7 +248,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		{"submissions", cfg.Listen.Submissions, "submission, implicit TLS", false, submission.ServeTLS},
 		{"imap", cfg.Listen.IMAP, "IMAP, STARTTLS", false, imapServer.Serve},
 		{"imaps", cfg.Listen.IMAPS, "IMAP, implicit TLS", true, imapServer.Serve},
-		{"http", cfg.Listen.HTTP, "HTTPS", true, func(ln net.Listener) error { return httpServer.Serve(ln) }},
+		{"http", cfg.Listen.HTTP, "HTTPS", false, func(ln net.Listener) error { return httpServer.Serve(tls.NewListener(ln, httpTLS)) }},
 		{"ldap", cfg.Listen.LDAP, "LDAP address book, StartTLS", false, ldapServer.Serve},
 		{"ldaps", cfg.Listen.LDAPS, "LDAP address book, implicit TLS", false, ldapServer.ServeTLS},
 	}

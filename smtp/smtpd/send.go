@@ -22,6 +22,9 @@ type RefusedError struct {
 func (e *RefusedError) Error() string { return e.Reply.Message + ": " + e.Err.Error() }
 func (e *RefusedError) Unwrap() error { return e.Err }
 
+// Message is the SMTP reply text, without the internal cause.
+func (e *RefusedError) Message() string { return e.Reply.Message }
+
 // Code is the SMTP reply code (5xx for a permanent refusal, 4xx for a
 // temporary one).
 func (e *RefusedError) Code() int { return e.Reply.Code }

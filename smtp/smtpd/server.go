@@ -78,6 +78,10 @@ type Config struct {
 	// Opener decrypts and verifies S/MIME mail arriving inbound. Nil:
 	// delivered as received.
 	Opener Opener
+	// Documents reads the structured documents (CDA, IHE XDM) of mail
+	// delivered here, inbound or local, and records them after the
+	// commit. Nil: not read.
+	Documents Documents
 	// Reports turns DSNs and MDNs delivered here (inbound, or submitted
 	// by one local user to another) into delivery status, and answers
 	// NOTIFY=SUCCESS on inbound deliveries. Nil: neither.
@@ -111,6 +115,22 @@ var ErrNoSigningIdentity = errNoSigningIdentity
 // as is.
 type Opener interface {
 	Open(ctx context.Context, msg []byte, rcpts []string) []byte
+}
+
+// Documents inspects a message about to be delivered to local recipients.
+type Documents interface {
+	// Inspect returns the message to store (a verdict header added when it
+	// carries structured documents, forged ones removed) and, when it
+	// does, a function to call after the commit with the recipients'
+	// copies, which records the documents and answers the sender of a
+	// document that cannot be integrated.
+	Inspect(ctx context.Context, sender string, msg []byte) (out []byte, after func(ctx context.Context, copies []DeliveredCopy))
+}
+
+// DeliveredCopy is one recipient's stored copy of a message.
+type DeliveredCopy struct {
+	storage.Delivered
+	Address string // the recipient's address as given in RCPT
 }
 
 // Reports handles delivery reports around inbound delivery.

@@ -259,8 +259,15 @@ func (s *Server) submitMessage(ctx context.Context, acct storage.Account, tx tra
 	if msgID == "" && len(remote) > 0 {
 		msgID, msg = addMessageID(msg, s.cfg.Hostname, id, now)
 	}
+	// The local copies carry the verdict on their structured documents;
+	// the copy that leaves does not (the other operator reads them itself).
+	localMsg := msg
+	var recordDocs func(context.Context, []DeliveredCopy)
+	if d := s.cfg.Documents; d != nil && len(local) > 0 {
+		localMsg, recordDocs = d.Inspect(ctx, tx.from, msg)
+	}
 	sub := storage.Submission{
-		Raw:            append([]byte(trace), msg...),
+		Raw:            append([]byte(trace), localMsg...),
 		InternalDate:   now,
 		Local:          deliveries(modeSubmission, &acct, local),
 		Account:        acct.ID,
@@ -290,9 +297,13 @@ func (s *Server) submitMessage(ctx context.Context, acct storage.Account, tx tra
 			Expires:    now.Add(s.cfg.QueueExpiry),
 		}
 	}
-	_, qid, err := s.store.Submit(ctx, sub)
+	copies, qid, err := s.store.Submit(ctx, sub)
 	if err != nil {
 		return fmt.Errorf("storing message %s: %w", id, err)
+	}
+	if recordDocs != nil {
+		// The Sent copy, last, is the sender's own: not a reception.
+		recordDocs(ctx, deliveredCopies(copies[:len(copies)-1], tx.rcpts))
 	}
 	if qid != 0 {
 		s.cfg.Relay.Kick()
@@ -320,9 +331,17 @@ func (sess *session) deliverInbound(ctx context.Context, tx transaction, trace s
 	if sess.srv.cfg.Opener != nil {
 		msg = sess.srv.cfg.Opener.Open(ctx, msg, addrs)
 	}
+	var recordDocs func(context.Context, []DeliveredCopy)
+	if d := sess.srv.cfg.Documents; d != nil {
+		msg, recordDocs = d.Inspect(ctx, tx.from, msg)
+	}
 	raw := append([]byte(trace), msg...)
-	if _, err := sess.srv.store.Deliver(ctx, raw, now, deliveries(sess.srv.mode, nil, accounts)); err != nil {
+	copies, err := sess.srv.store.Deliver(ctx, raw, now, deliveries(sess.srv.mode, nil, accounts))
+	if err != nil {
 		return sess.reply(fmt.Errorf("delivering message %s: %w", id, err), stageData)
+	}
+	if recordDocs != nil {
+		recordDocs(ctx, deliveredCopies(copies, tx.rcpts))
 	}
 	sess.log.Info("message delivered", "id", id, "size", len(raw), "recipients", len(tx.rcpts))
 	if rep := sess.srv.cfg.Reports; rep != nil {
@@ -414,4 +433,21 @@ func (s *Server) peerOperator(log *slog.Logger, state tls.ConnectionState) *dire
 	}
 	log.Debug("operator authenticated", "dn", op.DN)
 	return &op
+}
+
+// deliveredCopies pairs the copies Deliver returned (one per distinct
+// account, in the order of the recipients) with the address each account
+// was reached at.
+func deliveredCopies(copies []storage.Delivered, rcpts []recipient) []DeliveredCopy {
+	addr := make(map[storage.AccountID]string, len(rcpts))
+	for _, rc := range rcpts {
+		if _, ok := addr[rc.account]; !ok && !rc.remote {
+			addr[rc.account] = rc.addr
+		}
+	}
+	out := make([]DeliveredCopy, 0, len(copies))
+	for _, c := range copies {
+		out = append(out, DeliveredCopy{Delivered: c, Address: addr[c.Account]})
+	}
+	return out
 }
