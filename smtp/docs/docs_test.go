@@ -1,7 +1,9 @@
 package docs_test
 
 import (
+	"archive/zip"
 	"bytes"
+	"encoding/base64"
 	"context"
 	"log/slog"
 	"os"
@@ -123,4 +125,30 @@ func TestForgedVerdictRemoved(t *testing.T) {
 	out, after := e.in.Inspect(e.ctx, "a@b.test", plain)
 	assert.Nil(t, after)
 	assert.NotContains(t, string(out), "forged")
+}
+
+// TestZipBombDeliveredFlagged: a crafted IHE_XDM.ZIP (5 MiB of zeros in a
+// few KiB) is not unpacked, and the mail is still delivered with the
+// reason.
+func TestZipBombDeliveredFlagged(t *testing.T) {
+	e := newEnv(t)
+	var zbuf bytes.Buffer
+	zw := zip.NewWriter(&zbuf)
+	w, err := zw.Create("IHE_XDM/SUBSET01/DOC0001.XML")
+	require.NoError(t, err)
+	_, err = w.Write(make([]byte, 5<<20))
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	msg := "From: secretariat@hospital.test\r\nTo: gp@demo.test\r\nSubject: XDM/1.0/DDM+bomb\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nci-joint\r\n" +
+		"--b\r\nContent-Type: application/zip; name=IHE_XDM.ZIP\r\nContent-Disposition: attachment; filename=IHE_XDM.ZIP\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString(zbuf.Bytes()) + "\r\n--b--\r\n"
+	out, d := e.deliver(t, "secretariat@hospital.test", []byte(msg))
+	assert.Regexp(t, `^X-Relais-Document: invalid`, string(out))
+	assert.True(t, bytes.HasSuffix(out, []byte(msg)))
+	recs, err := e.st.Documents(e.ctx, e.gp.ID, d.Mailbox, d.UID)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.False(t, recs[0].Valid)
+	assert.NotEmpty(t, recs[0].Problems)
 }
