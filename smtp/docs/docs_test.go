@@ -3,8 +3,8 @@ package docs_test
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"log/slog"
 	"os"
 	"path/filepath"
