@@ -15,6 +15,29 @@ const (
 	// ChangeDocumentReceived: a structured document was recorded for a
 	// delivered message (Document, Mailbox, UID).
 	ChangeDocumentReceived
+	// ChangeChat: a room changed (Room, Seq, Chat, Account): published on
+	// the feed of every member of the room after the commit, and on the
+	// feed of a member just removed. Chat says what changed:
+	// ChatChangeEvent (an event was added: Seq is its sequence number,
+	// Account its sender, 0 for Relais),
+	// ChatChangeRead (Account's read marker moved to Seq),
+	// ChatChangeMember (Account was added or removed; Seq is the room's
+	// LastSeq; when a room is created, each member gets only the change
+	// about itself). A reader that needs more reads the store, scoped to its
+	// account, and so sees a removal at once.
+	ChangeChat
+	// ChangeChatNotification: Notification was appended to the account's
+	// notification feed (Room and Seq copied from it).
+	ChangeChatNotification
+)
+
+// ChatChange says what a ChangeChat is about.
+type ChatChange int
+
+const (
+	ChatChangeEvent ChatChange = iota + 1
+	ChatChangeRead
+	ChatChangeMember
 )
 
 // Change is one committed modification of an account's data.
@@ -27,6 +50,12 @@ type Change struct {
 	Name    string   // mailbox changes: the (new) name
 	// Document is the ChangeDocumentReceived's record.
 	Document DocumentID
+	// Chat changes (ChangeChat, ChangeChatNotification).
+	Room         RoomID
+	Seq          uint64
+	Chat         ChatChange
+	Account      AccountID // ChatChangeEvent: the sender; ChatChangeRead: whose marker; ChatChangeMember: which member
+	Notification NotificationID
 }
 
 // DefaultBacklog is how many changes a subscriber may leave unread before it

@@ -239,5 +239,8 @@ type Store interface {
 	// Structured documents and API tokens (documents.go).
 	DocumentStore
 
+	// The chat and the audit log (chat.go).
+	ChatStore
+
 	Close() error
 }

@@ -350,6 +350,94 @@ CREATE TABLE IF NOT EXISTS dir_organisations_pending (
 	data         BLOB NOT NULL
 );
 `,
+	// 6: the chat (storage.ChatStore, chat.go) and the audit log
+	// (storage.AuditStore). A room's last_seq is its sequence counter,
+	// bumped in the transaction that adds an event. Members carry their
+	// read marker. A message row keeps its current body (orig_body holds
+	// the original once it is edited); edit and delete events are rows of
+	// their own pointing at it (target). chat_fts indexes the current body
+	// of each message, folded by dirkey.Name, contentless (rowid = the
+	// message row's id). The audit log refuses updates and deletions.
+	// IF NOT EXISTS, as migration 3.
+	`
+CREATE TABLE IF NOT EXISTS chat_rooms (
+	id           INTEGER PRIMARY KEY,
+	kind         TEXT NOT NULL,
+	name         TEXT NOT NULL,
+	patient_ins  TEXT NOT NULL,
+	patient_name TEXT NOT NULL,
+	created      INTEGER NOT NULL,
+	created_by   INTEGER NOT NULL,
+	last_seq     INTEGER NOT NULL,
+	last_active  INTEGER NOT NULL,
+	direct_key   TEXT UNIQUE -- "low:high" account ids for direct rooms, NULL otherwise
+);
+CREATE INDEX IF NOT EXISTS chat_rooms_ins ON chat_rooms(patient_ins) WHERE patient_ins != '';
+
+CREATE TABLE IF NOT EXISTS chat_members (
+	room     INTEGER NOT NULL REFERENCES chat_rooms(id),
+	account  INTEGER NOT NULL,
+	role     TEXT NOT NULL,
+	added_by INTEGER NOT NULL,
+	added    INTEGER NOT NULL,
+	read_seq INTEGER NOT NULL,
+	read_at  INTEGER NOT NULL,
+	PRIMARY KEY (room, account)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chat_members_account ON chat_members(account, room);
+
+CREATE TABLE IF NOT EXISTS chat_messages (
+	id          INTEGER PRIMARY KEY,
+	room        INTEGER NOT NULL REFERENCES chat_rooms(id),
+	seq         INTEGER NOT NULL,
+	client_id   TEXT NOT NULL,
+	sender      INTEGER NOT NULL,
+	kind        TEXT NOT NULL,
+	reply_to    INTEGER NOT NULL,
+	target      INTEGER NOT NULL,
+	mentions    TEXT NOT NULL, -- JSON array, '' when none
+	attachments TEXT NOT NULL, -- JSON array, '' when none
+	created     INTEGER NOT NULL,
+	edited      INTEGER NOT NULL,
+	deleted     INTEGER NOT NULL,
+	body        TEXT NOT NULL,
+	orig_body   TEXT, -- the body as first posted, once edited
+	UNIQUE (room, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS chat_messages_client ON chat_messages(room, sender, client_id) WHERE client_id != '';
+CREATE INDEX IF NOT EXISTS chat_messages_target ON chat_messages(room, target, seq) WHERE target != 0;
+CREATE VIRTUAL TABLE IF NOT EXISTS chat_fts USING fts5(body, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
+
+CREATE TABLE IF NOT EXISTS chat_notifications (
+	id       INTEGER PRIMARY KEY,
+	account  INTEGER NOT NULL,
+	kind     TEXT NOT NULL,
+	room     INTEGER NOT NULL,
+	seq      INTEGER NOT NULL,
+	document INTEGER NOT NULL,
+	text     TEXT NOT NULL,
+	created  INTEGER NOT NULL,
+	read     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_notifications_account ON chat_notifications(account, id);
+CREATE INDEX IF NOT EXISTS chat_notifications_unread ON chat_notifications(account, id) WHERE read = 0;
+
+CREATE TABLE IF NOT EXISTS audit_log (
+	id      INTEGER PRIMARY KEY,
+	time    INTEGER NOT NULL,
+	account INTEGER NOT NULL,
+	action  TEXT NOT NULL,
+	object  TEXT NOT NULL,
+	outcome TEXT NOT NULL,
+	detail  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_account ON audit_log(account, id);
+CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log(time);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) (int, error) {

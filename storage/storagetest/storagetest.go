@@ -81,6 +81,22 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"DocumentsAPITokens", testAPITokens},
 		{"DocumentsSent", testSentDocuments},
 		{"DocumentsPersistence", testDocumentsPersistence},
+		// The chat and the audit log (chat.go).
+		{"ChatRooms", testChatRooms},
+		{"ChatSeqConcurrent", testChatSeqConcurrent},
+		{"ChatIdempotent", testChatIdempotent},
+		{"ChatMemberOnly", testChatMemberOnly},
+		{"ChatRemoval", testChatRemoval},
+		{"ChatEditDelete", testChatEditDelete},
+		{"ChatReadMarkers", testChatReadMarkers},
+		{"ChatUnread", testChatUnread},
+		{"ChatRoomsByINS", testChatRoomsByINS},
+		{"ChatNotifications", testChatNotifications},
+		{"ChatSearch", testChatSearch},
+		{"ChatDirect", testChatDirect},
+		{"ChatLimits", testChatLimits},
+		{"ChatAudit", testChatAudit},
+		{"ChatPersistence", testChatPersistence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
