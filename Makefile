@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory bench-smime clean
+.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory bench-smime bench-chat clean
 
 all: build
 
@@ -19,9 +19,11 @@ run: build
 test: test-deps check unit race fuzz
 
 # Debian packages the suite's real clients need (curl, python3, openssl,
-# tmux, neomutt); installs only what is missing.
+# tmux, neomutt, ldap-utils, unzip), then Chromium and playwright-core for
+# the browser test; installs only what is missing.
 test-deps:
 	@scripts/test-deps.sh
+	@scripts/browser-deps.sh
 
 check: fmt vet lint
 
@@ -42,7 +44,7 @@ unit:
 
 # The race detector on the packages with shared state.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/... ./directory/... ./crypto/...
+	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/... ./directory/... ./crypto/... ./document/... ./chat/...
 
 # A bounded run of each fuzz target (longer runs: bench/fuzz.sh).
 FUZZTIME ?= 10s
@@ -50,7 +52,7 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/... ./directory/... ./crypto/...
+	$(GO) test -run '^$$' -bench . -benchmem ./storage/... ./smtp/... ./imap/... ./directory/... ./crypto/... ./chat/...
 
 # The directory at national scale: 2M-line RPPS import and search latency.
 bench-directory:
@@ -59,6 +61,10 @@ bench-directory:
 # S/MIME sign+encrypt and open per second, beside openssl speed rsa2048.
 bench-smime:
 	bench/smime.sh
+
+# 10,000 WebSocket connections in 1,000 rooms: fan-out latency and memory.
+bench-chat:
+	bench/chat.sh
 
 clean:
 	rm -rf bin

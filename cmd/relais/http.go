@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/relais-mssante/relais/chat"
+	"github.com/relais-mssante/relais/chat/web"
 	"github.com/relais-mssante/relais/crypto/pki"
 	"github.com/relais-mssante/relais/directory/dirapi"
 	"github.com/relais-mssante/relais/directory/fhir"
@@ -30,8 +32,16 @@ type httpStore interface {
 // hospital software (/api/v1/documents, /api/v1/openapi.json, its own
 // authentication); the CRLs under /pki/. The
 // web app mounts here too.
-func httpHandler(cfg Config, ca *pki.Authority, st httpStore, auth httpauth.Authenticator, sender docapi.Sender, log *slog.Logger) http.Handler {
+func httpHandler(cfg Config, ca *pki.Authority, st httpStore, auth httpauth.Authenticator, sender docapi.Sender, webApp, webDocs, chatAPI http.Handler, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	// The chat web app and its sessions (chat/web), the chat's WebSocket
+	// and REST API (chat).
+	for _, p := range []string{web.AppPath, web.LoginPath, web.LogoutPath, web.SessionPath} {
+		mux.Handle(p, webApp)
+	}
+	mux.Handle(web.DocumentPath, webDocs)
+	mux.Handle(chat.WebSocketPath, chatAPI)
+	mux.Handle(chat.APIPrefix, chatAPI)
 	mw := httpauth.New(auth, httpauth.Options{Logger: log})
 	mux.Handle(dirapi.Prefix, mw.Wrap(dirapi.Handler(st, log.With("api", "directory"))))
 	mux.Handle(fhir.Prefix+"/", mw.Wrap(fhir.Handler(st, log.With("api", "fhir"))))
@@ -54,7 +64,12 @@ func httpHandler(cfg Config, ca *pki.Authority, st httpStore, auth httpauth.Auth
 		w.Header().Set("Content-Disposition", `attachment; filename="relais-ca.pem"`)
 		w.Write(caPEM)
 	})
+	// The web app is the home page; how to connect a mail client moves to
+	// /connect.
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, web.AppPath, http.StatusFound)
+	})
+	mux.HandleFunc("GET /connect", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		if err := frontPage.Execute(w, cfg); err != nil {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relais-mssante/relais/chat"
+	"github.com/relais-mssante/relais/chat/web"
 	"github.com/relais-mssante/relais/crypto/pki"
 	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/directory/ldapd"
@@ -37,6 +39,8 @@ var (
 	_ ldapd.Directory      = (*sqlite.Store)(nil)
 	_ httpStore            = (*sqlite.Store)(nil)
 	_ directory.TrustStore = (*sqlite.Store)(nil)
+	_ chat.Store           = (*sqlite.Store)(nil)
+	_ chat.Authenticator   = (*web.Sessions)(nil)
 )
 
 // shutdownGrace is how long in-flight transactions get to finish after
@@ -224,6 +228,18 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("LDAP: %w", err)
 	}
+	sessions := web.NewSessions(web.SessionConfig{Auth: auth, Logger: log.With("component", "web")})
+	chatServer, err := chat.New(chat.Config{Store: st, Sessions: sessions, Tokens: chat.BearerTokens{Store: st},
+		Directory: st, Logger: log.With("service", "chat")})
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	// A document recorded on delivery becomes the chat's notifications.
+	documents.Received = func(ctx context.Context, doc storage.DocumentRecord) {
+		if err := chatServer.DocumentReceived(ctx, doc); err != nil {
+			log.Warn("chat: document notification", "err", err)
+		}
+	}
 	// HTTPS asks for a client certificate, without requiring one: hospital
 	// software may authenticate to the documents API with its applicative
 	// mailbox certificate instead of a token.
@@ -231,7 +247,8 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 	httpTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	httpTLS.ClientCAs = ca.Anchors()
 	httpServer := &http.Server{
-		Handler:           httpHandler(cfg, ca, st, auth, submission, log.With("service", "http")),
+		Handler: httpHandler(cfg, ca, st, auth, submission, web.Handler(sessions),
+			web.DocumentsHandler(sessions, st, log.With("service", "web")), chatServer.Handler(), log.With("service", "http")),
 		TLSConfig:         httpTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With("service", "http").Handler(), slog.LevelWarn),
@@ -318,6 +335,8 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		submission.Shutdown,
 		func(context.Context) error { return imapServer.Close() },
 		httpServer.Shutdown,
+		// http.Server.Shutdown leaves hijacked connections (WebSockets).
+		func(context.Context) error { return chatServer.Close() },
 		ldapServer.Shutdown,
 	} {
 		sd.Add(1)

@@ -47,6 +47,9 @@ type Inspector struct {
 	Limits document.Limits
 	// Expiry of queued answers (5 days when zero).
 	Expiry time.Duration
+	// Received, when set, is called with each document once it is
+	// recorded (the chat posts its notifications from it).
+	Received func(ctx context.Context, doc storage.DocumentRecord)
 }
 
 var _ smtpd.Documents = (*Inspector)(nil)
@@ -108,10 +111,17 @@ func (in *Inspector) record(ctx context.Context, sender string, msg []byte, a do
 		}
 	}
 	if len(recs) > 0 {
-		if _, err := in.Store.AddDocuments(ctx, recs); err != nil {
+		ids, err := in.Store.AddDocuments(ctx, recs)
+		if err != nil {
 			in.log().Error("recording structured documents", "err", err, "documents", len(recs))
 		} else {
 			in.log().Info("structured documents received", "documents", len(events), "copies", len(copies), "valid", a.Valid())
+			if in.Received != nil {
+				for i := range recs {
+					recs[i].ID = ids[i]
+					in.Received(ctx, recs[i])
+				}
+			}
 		}
 	}
 	if a.Valid() || sender == "" {
