@@ -4,10 +4,8 @@ import (
 	"archive/zip"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/relais-mssante/relais/crypto/pki"
 	"github.com/relais-mssante/relais/directory"
 	"github.com/relais-mssante/relais/storage"
 )
@@ -146,7 +145,7 @@ func runCertAdd(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the certificate: %w", err)
 	}
-	certs, err := parseCertificates(raw)
+	certs, err := pki.ParseCertificates(raw)
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[1], err)
 	}
@@ -168,36 +167,6 @@ func runCertAdd(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "attached to %s: %s (sha256 %s, valid until %s)\n", address, subject, rec.Fingerprint, c.NotAfter.Format(time.DateOnly))
 	}
 	return nil
-}
-
-// parseCertificates reads every certificate of a PEM file, or one DER
-// certificate.
-func parseCertificates(raw []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	rest := raw
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing a PEM certificate: %w", err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) > 0 {
-		return certs, nil
-	}
-	c, err := x509.ParseCertificate(raw)
-	if err != nil {
-		return nil, fmt.Errorf("neither PEM certificates nor a DER certificate: %w", err)
-	}
-	return []*x509.Certificate{c}, nil
 }
 
 func runCertList(e *env, args []string) error {

@@ -56,7 +56,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -69,6 +68,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/relais-mssante/relais/directory"
+	"github.com/relais-mssante/relais/internal/jsonhttp"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -114,10 +114,10 @@ func Handler(dir Directory, log *slog.Logger) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "only GET and HEAD are supported", "")
+			jsonhttp.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "only GET and HEAD are supported", "")
 			return
 		}
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "no such endpoint", "")
 	})
 	return mux
 }
@@ -164,7 +164,7 @@ func (a *api) search(w http.ResponseWriter, r *http.Request) {
 	if page.More {
 		res.Next = encodeCursor(q.Offset+len(page.Hits), fp)
 	}
-	writeJSON(w, http.StatusOK, res)
+	jsonhttp.Write(w, http.StatusOK, res)
 }
 
 type searchResponse struct {
@@ -266,14 +266,14 @@ func (a *api) professional(w http.ResponseWriter, r *http.Request) {
 	}
 	hit, err := professionalEntry(r.Context(), a.dir, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no professional with this identifier", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "no professional with this identifier", "")
 		return
 	}
 	if err != nil {
 		a.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, entryOf(hit))
+	jsonhttp.Write(w, http.StatusOK, entryOf(hit))
 }
 
 // professionalEntry gathers a professional with their activities, sites
@@ -343,14 +343,14 @@ func (a *api) organisation(w http.ResponseWriter, r *http.Request) {
 	}
 	hit, err := organisationEntry(r.Context(), a.dir, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no organisation with this identifier", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "no organisation with this identifier", "")
 		return
 	}
 	if err != nil {
 		a.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, entryOf(hit))
+	jsonhttp.Write(w, http.StatusOK, entryOf(hit))
 }
 
 func validID(id string) bool {
@@ -395,7 +395,7 @@ func (a *api) address(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(entries) == 0 && len(certs) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", "address not in the directory", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "address not in the directory", "")
 		return
 	}
 	res := addressResponse{Address: addr, Entries: make([]Mailbox, 0, len(entries)), Certificates: make([]Certificate, 0, len(certs))}
@@ -405,7 +405,7 @@ func (a *api) address(w http.ResponseWriter, r *http.Request) {
 	for _, c := range certs {
 		res.Certificates = append(res.Certificates, certificateOf(c))
 	}
-	writeJSON(w, http.StatusOK, res)
+	jsonhttp.Write(w, http.StatusOK, res)
 }
 
 func (a *api) certificatesPEM(w http.ResponseWriter, r *http.Request) {
@@ -420,7 +420,7 @@ func (a *api) certificatesPEM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(certs) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", "no certificate for this address", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "no certificate for this address", "")
 		return
 	}
 	var buf []byte
@@ -449,14 +449,14 @@ func (a *api) trust(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(entries) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", "domain outside the MSSanté trust space", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "domain outside the MSSanté trust space", "")
 		return
 	}
 	res := trustResponse{Domain: domain, Entries: make([]Trust, 0, len(entries))}
 	for _, e := range entries {
 		res.Entries = append(res.Entries, trustOf(e))
 	}
-	writeJSON(w, http.StatusOK, res)
+	jsonhttp.Write(w, http.StatusOK, res)
 }
 
 // validDomain accepts an A-label domain (RFC 1035 2.3.1 with digits
@@ -481,36 +481,8 @@ func validDomain(d string) bool {
 
 // ---- replies
 
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Reference string `json:"reference,omitempty"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Our own types always marshal; this is a programming error.
-		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(b)
-	w.Write([]byte{'\n'})
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg, ref string) {
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg, Reference: ref}})
-}
-
 func badRequest(w http.ResponseWriter, msg string) {
-	writeError(w, http.StatusBadRequest, "bad_request", msg, "")
+	jsonhttp.Error(w, http.StatusBadRequest, "bad_request", msg, "")
 }
 
 // internal logs err with a correlation id and answers 500 with that id
@@ -524,5 +496,5 @@ func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	a.log.Error("directory api: store error", "err", err, "path", r.URL.Path, "correlation_id", id)
-	writeError(w, http.StatusInternalServerError, "internal", "internal error", id)
+	jsonhttp.Error(w, http.StatusInternalServerError, "internal", "internal error", id)
 }

@@ -50,6 +50,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/relais-mssante/relais/internal/jsonhttp"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -171,7 +172,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc(Prefix+"/{id}", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc(OpenAPIPath, methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such resource", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "no such resource", "")
 	})
 	return mux
 }
@@ -179,7 +180,7 @@ func Handler(cfg Config) http.Handler {
 func methodNotAllowed(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+allow, "")
+		jsonhttp.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+allow, "")
 	}
 }
 
@@ -215,7 +216,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) (storage.
 		if errCode != "" {
 			msg = desc
 		}
-		writeError(w, http.StatusUnauthorized, "unauthorized", msg, "")
+		jsonhttp.Error(w, http.StatusUnauthorized, "unauthorized", msg, "")
 		return storage.Account{}, false
 	}
 	if authz := r.Header.Get("Authorization"); authz != "" {
@@ -493,12 +494,12 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	req, aerr := h.readRequest(w, r)
 	if aerr != nil {
-		writeError(w, aerr.status, aerr.code, aerr.message, "")
+		jsonhttp.Error(w, aerr.status, aerr.code, aerr.message, "")
 		return
 	}
 	rcpts, aerr := h.validate(&req)
 	if aerr != nil {
-		writeError(w, aerr.status, aerr.code, aerr.message, "")
+		jsonhttp.Error(w, aerr.status, aerr.code, aerr.message, "")
 		return
 	}
 	now := h.cfg.Now()
@@ -513,7 +514,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		// log line leaves the text out: it may name the patient.
 		h.log.Info("documents api: document refused", slog.Int64("account", int64(acct.ID)))
 		msg := strings.TrimPrefix(err.Error(), "document: build: ")
-		writeError(w, http.StatusUnprocessableEntity, "invalid_document", truncate(msg, maxMessage), "")
+		jsonhttp.Error(w, http.StatusUnprocessableEntity, "invalid_document", truncate(msg, maxMessage), "")
 		return
 	}
 	// RFC 5322 3.6.4: msg-id is "<" id-left "@" id-right ">"; the store
@@ -531,14 +532,14 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 			if m, ok := coded.(interface{ Message() string }); ok && m.Message() != "" {
 				text = m.Message() // the reply alone, without the internal cause
 			}
-			writeError(w, http.StatusUnprocessableEntity, "refused", truncate(text, maxMessage), "")
+			jsonhttp.Error(w, http.StatusUnprocessableEntity, "refused", truncate(text, maxMessage), "")
 			return
 		}
 		ref := newRef()
 		h.log.Error("documents api: sending failed", slog.Int64("account", int64(acct.ID)), slog.String("message_id", msgID),
 			slog.String("err", err.Error()), slog.String("correlation_id", ref))
 		w.Header().Set("Retry-After", "60")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the document could not be sent now; try again later", ref)
+		jsonhttp.Error(w, http.StatusServiceUnavailable, "unavailable", "the document could not be sent now; try again later", ref)
 		return
 	}
 	// The message is committed: record its public id. A clash of 120
@@ -558,14 +559,14 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 		ref := newRef()
 		h.log.Error("documents api: recording a sent document", slog.Int64("account", int64(acct.ID)),
 			slog.String("message_id", msgID), slog.String("err", err.Error()), slog.String("correlation_id", ref))
-		writeError(w, http.StatusInternalServerError, "internal", "the document was sent (Message-ID "+msgID+") but not recorded", ref)
+		jsonhttp.Error(w, http.StatusInternalServerError, "internal", "the document was sent (Message-ID "+msgID+") but not recorded", ref)
 		return
 	}
 	h.log.Info("documents api: document sent", slog.Int64("account", int64(acct.ID)), slog.String("id", id),
 		slog.String("message_id", msgID), slog.Int("recipients", len(rcpts)), slog.Int("size", len(msg)))
 	loc := Prefix + "/" + id
 	w.Header().Set("Location", loc)
-	writeJSON(w, http.StatusCreated, Created{ID: id, MessageID: msgID, Status: loc})
+	jsonhttp.Write(w, http.StatusCreated, Created{ID: id, MessageID: msgID, Status: loc})
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
@@ -575,7 +576,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	notFound := func() {
-		writeError(w, http.StatusNotFound, "not_found", "no document with this id was sent by you", "")
+		jsonhttp.Error(w, http.StatusNotFound, "not_found", "no document with this id was sent by you", "")
 	}
 	if !validID(id) {
 		notFound()
@@ -607,7 +608,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		}
 		ans.Recipients = append(ans.Recipients, rc)
 	}
-	writeJSON(w, http.StatusOK, ans)
+	jsonhttp.Write(w, http.StatusOK, ans)
 }
 
 // newID is a public document id: "doc_" and 120 random bits, base64url.
@@ -632,7 +633,7 @@ func validID(id string) bool {
 func (h *handler) internal(w http.ResponseWriter, what string, err error) {
 	ref := newRef()
 	h.log.Error("documents api: "+what, slog.String("err", err.Error()), slog.String("correlation_id", ref))
-	writeError(w, http.StatusInternalServerError, "internal", "internal error", ref)
+	jsonhttp.Error(w, http.StatusInternalServerError, "internal", "internal error", ref)
 }
 
 func newRef() string {
@@ -651,27 +652,4 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(b)
-	w.Write([]byte{'\n'})
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg, ref string) {
-	type detail struct {
-		Code      string `json:"code"`
-		Message   string `json:"message"`
-		Reference string `json:"reference,omitempty"`
-	}
-	writeJSON(w, status, struct {
-		Error detail `json:"error"`
-	}{detail{code, msg, ref}})
 }

@@ -18,13 +18,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/relais-mssante/relais/internal/httpauth"
+	"github.com/relais-mssante/relais/internal/jsonhttp"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -60,30 +60,30 @@ func Handler(st Statuses, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET "+Prefix+"{id}/status", func(w http.ResponseWriter, r *http.Request) {
 		acct, ok := httpauth.Account(r.Context())
 		if !ok {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "authentication required", "")
+			jsonhttp.Error(w, http.StatusUnauthorized, "unauthorized", "authentication required", "")
 			return
 		}
 		id := strings.TrimSuffix(strings.TrimPrefix(r.PathValue("id"), "<"), ">")
 		if id == "" || len(id) > maxMessageID || strings.ContainsAny(id, "\r\n") {
-			writeError(w, http.StatusBadRequest, "bad_request", "not a Message-ID", "")
+			jsonhttp.Error(w, http.StatusBadRequest, "bad_request", "not a Message-ID", "")
 			return
 		}
 		list, err := st.DeliveryStatuses(r.Context(), acct.ID, id)
 		if err != nil {
 			ref := newRef()
 			log.Error("status api: store error", "err", err, "correlation_id", ref)
-			writeError(w, http.StatusInternalServerError, "internal", "internal error", ref)
+			jsonhttp.Error(w, http.StatusInternalServerError, "internal", "internal error", ref)
 			return
 		}
 		if len(list) == 0 {
-			writeError(w, http.StatusNotFound, "not_found", "no message with this Message-ID was sent by you", "")
+			jsonhttp.Error(w, http.StatusNotFound, "not_found", "no message with this Message-ID was sent by you", "")
 			return
 		}
 		ans := Answer{MessageID: id, Recipients: make([]Recipient, 0, len(list))}
 		for _, s := range list {
 			ans.Recipients = append(ans.Recipients, Recipient{Recipient: s.Recipient, State: string(s.State), Detail: s.Detail, Updated: s.Updated.UTC()})
 		}
-		writeJSON(w, http.StatusOK, ans)
+		jsonhttp.Write(w, http.StatusOK, ans)
 	})
 	return mux
 }
@@ -92,27 +92,4 @@ func newRef() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(b)
-	w.Write([]byte{'\n'})
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg, ref string) {
-	type detail struct {
-		Code      string `json:"code"`
-		Message   string `json:"message"`
-		Reference string `json:"reference,omitempty"`
-	}
-	writeJSON(w, status, struct {
-		Error detail `json:"error"`
-	}{detail{code, msg, ref}})
 }
