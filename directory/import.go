@@ -167,6 +167,10 @@ func Import(ctx context.Context, st ImportStore, f Format, r io.Reader, opts Opt
 	if err == nil {
 		err = im.finish()
 	}
+	// A batch may still be in flight after an error.
+	if werr := im.wait(); werr != nil && err == nil {
+		err = werr
+	}
 	if endErr := im.endBulk(); endErr != nil && err == nil {
 		err = endErr
 	}
@@ -305,6 +309,8 @@ type importer struct {
 	// bulk: the store is in bulk mode (BulkStore); bulkChecked: the
 	// decision is taken.
 	bulk, bulkChecked bool
+	// inflight receives the outcome of the batch being written (flush).
+	inflight chan error
 }
 
 func newImporter(ctx context.Context, st ImportStore, f Format, opts Options) *importer {
@@ -411,20 +417,44 @@ func (im *importer) maybeFlush() error {
 	return nil
 }
 
+// flush hands the batch to the store and returns without waiting for
+// it: reading and parsing the next batch overlaps with writing this one
+// (a pipeline of depth one, so at most two batches are in memory). An
+// error of the write comes back from the next flush or from wait.
 func (im *importer) flush() error {
 	if im.pending == 0 {
 		return nil
 	}
+	if err := im.wait(); err != nil {
+		return err
+	}
 	if err := im.maybeBulk(); err != nil {
 		return err
 	}
-	if err := im.st.ApplyDirectory(im.ctx, im.batch); err != nil {
-		return fmt.Errorf("directory: writing a batch of %d %s entries: %w", im.pending, im.source, err)
-	}
+	b, n := im.batch, im.pending
+	done := make(chan error, 1)
+	im.inflight = done
+	go func() {
+		if err := im.st.ApplyDirectory(im.ctx, b); err != nil {
+			done <- fmt.Errorf("directory: writing a batch of %d %s entries: %w", n, im.source, err)
+			return
+		}
+		done <- nil
+	}()
 	im.sum.Batches++
 	im.batch = storage.DirectoryBatch{Source: im.source}
 	im.pending = 0
 	return nil
+}
+
+// wait waits for the batch being written, if any, and returns its error.
+func (im *importer) wait() error {
+	if im.inflight == nil {
+		return nil
+	}
+	err := <-im.inflight
+	im.inflight = nil
+	return err
 }
 
 // row is called for every data row: context checks and progress.
@@ -456,6 +486,9 @@ func (im *importer) progress(final bool) {
 // that the file no longer has, unless that is unsafe.
 func (im *importer) finish() error {
 	if err := im.flush(); err != nil {
+		return err
+	}
+	if err := im.wait(); err != nil {
 		return err
 	}
 	im.progress(true)

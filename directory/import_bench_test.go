@@ -2,10 +2,13 @@ package directory
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,4 +87,39 @@ func BenchmarkImportRPPS(b *testing.B) {
 	b.ReportMetric(second.Seconds()/n, "reimport-s")
 	b.ReportMetric(float64(rows)*n/second.Seconds(), "reimport-rows/s")
 	b.ReportMetric(float64(info.Size())/(1<<20), "file-MiB")
+}
+
+// The pipeline the benchmark measures (flush writes a batch while the
+// next is read) must not lose a write error.
+
+// failingStore fails its second batch.
+type failingStore struct {
+	ImportStore
+	n atomic.Int32
+}
+
+var errBatch = errors.New("disk full")
+
+func (f *failingStore) ApplyDirectory(ctx context.Context, b storage.DirectoryBatch) error {
+	if f.n.Add(1) == 2 {
+		return errBatch
+	}
+	return f.ImportStore.ApplyDirectory(ctx, b)
+}
+
+// A batch's write runs while the next is parsed; its error still ends
+// the import, and no batch is written after it.
+func TestImportPipelineError(t *testing.T) {
+	var file bytes.Buffer
+	if err := synth.RPPS(&file, synth.Options{Rows: 5000, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	st := &failingStore{ImportStore: openStore(t)}
+	_, err := Import(context.Background(), st, FormatRPPS, &file, Options{BatchSize: 500})
+	if !errors.Is(err, errBatch) {
+		t.Fatalf("err = %v, want %v", err, errBatch)
+	}
+	if n := st.n.Load(); n != 2 {
+		t.Errorf("%d batches sent, want 2: none after the failing one", n)
+	}
 }

@@ -108,7 +108,14 @@ func (s *Store) ApplyDirectory(ctx context.Context, b storage.DirectoryBatch) er
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = -%d`, writeCacheKiB)); err != nil {
 			return err
 		}
-		w := dirWriter{ctx: ctx, tx: tx, source: b.Source}
+		inBulkImport, err := inBulk(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if inBulkImport {
+			bulkPragmas(ctx, tx)
+		}
+		w := dirWriter{ctx: ctx, tx: tx, source: b.Source, bulkImport: inBulkImport}
 		defer w.close()
 		if err := w.deletes(b.Delete); err != nil {
 			return err
@@ -134,11 +141,12 @@ func (s *Store) ApplyDirectory(ctx context.Context, b storage.DirectoryBatch) er
 
 // dirWriter holds one batch's prepared statements.
 type dirWriter struct {
-	ctx    context.Context
-	tx     *sql.Tx
-	source string
-	stmts  []*sql.Stmt
-	buf    []byte
+	ctx        context.Context
+	tx         *sql.Tx
+	source     string
+	bulkImport bool // a bulk import is running (directory_bulk.go)
+	stmts      []*sql.Stmt
+	buf        []byte
 }
 
 func (w *dirWriter) prepare(query string) (*sql.Stmt, error) {
@@ -171,6 +179,14 @@ func (w *dirWriter) deletes(refs []storage.EntryRef) error {
 			}
 			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_activities WHERE professional = ? AND akey = ? AND source = ?`, prof, key, w.source)
 		case storage.KindOrganisation:
+			if w.bulkImport {
+				// Organisations held back by the bulk import go to
+				// their table first, so that the delete sees them.
+				if err = mergePendingOrganisations(w.ctx, w.tx); err != nil {
+					return fmt.Errorf("delete %s %q: %w", d.Kind, d.Key, err)
+				}
+				w.bulkImport = false
+			}
 			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_organisations WHERE id = ? AND source = ?`, d.Key, w.source)
 		case storage.KindMailbox:
 			_, err = w.tx.ExecContext(w.ctx, `DELETE FROM dir_mailboxes WHERE address_key = ? AND source = ?`, strings.ToLower(strings.TrimSpace(d.Key)), w.source)
@@ -201,15 +217,46 @@ type bulk struct {
 	n          int
 	args       []any
 	full       *sql.Stmt // for bulkRows rows
+	// During a bulk import, most rows are new: the rows are first
+	// inserted by INSERT OR IGNORE (fastHead, fastTail), and the upsert
+	// runs only when some were not (their key exists). An upsert's DO
+	// UPDATE may abort, so a multi-row one keeps a statement journal
+	// (a copy of each page it changes, https://sqlite.org/tempfiles.html
+	// section 2.6); INSERT OR IGNORE never aborts and keeps none.
+	fastHead, fastTail string
+	fastFull           *sql.Stmt
 }
 
 func (w *dirWriter) bulk(head, tail string, cols int) *bulk {
 	return &bulk{w: w, head: head, tail: tail, cols: cols, args: make([]any, 0, cols*bulkRows)}
 }
 
-func (b *bulk) query(rows int) string {
+// ignoreFirst sets the INSERT OR IGNORE of a bulk import (fastHead).
+func (b *bulk) ignoreFirst(head, tail string) *bulk {
+	if b.w.bulkImport {
+		b.fastHead, b.fastTail = head, tail
+	}
+	return b
+}
+
+func (b *bulk) values(rows int) string {
 	row := "(" + inList(b.cols) + "),"
-	return b.head + " VALUES " + strings.TrimSuffix(strings.Repeat(row, rows), ",") + " " + b.tail
+	return " VALUES " + strings.TrimSuffix(strings.Repeat(row, rows), ",") + " "
+}
+
+// exec runs head VALUES ... tail on the accumulated rows, from *full
+// (prepared once) for bulkRows rows.
+func (b *bulk) exec(full **sql.Stmt, head, tail string) (sql.Result, error) {
+	if b.n != bulkRows {
+		return b.w.tx.ExecContext(b.w.ctx, head+b.values(b.n)+tail, b.args...)
+	}
+	if *full == nil {
+		var err error
+		if *full, err = b.w.prepare(head + b.values(bulkRows) + tail); err != nil {
+			return nil, err
+		}
+	}
+	return (*full).ExecContext(b.w.ctx, b.args...)
 }
 
 func (b *bulk) add(vals ...any) error {
@@ -225,20 +272,26 @@ func (b *bulk) flush() error {
 	if b.n == 0 {
 		return nil
 	}
-	var err error
-	if b.n == bulkRows {
-		if b.full == nil {
-			if b.full, err = b.w.prepare(b.query(bulkRows)); err != nil {
-				return err
-			}
-		}
-		_, err = b.full.ExecContext(b.w.ctx, b.args...)
-	} else {
-		_, err = b.w.tx.ExecContext(b.w.ctx, b.query(b.n), b.args...)
-	}
+	err := b.flushRows()
 	clear(b.args)
 	b.args = b.args[:0]
 	b.n = 0
+	return err
+}
+
+func (b *bulk) flushRows() error {
+	if b.fastHead != "" {
+		res, err := b.exec(&b.fastFull, b.fastHead, b.fastTail)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == int64(b.n) {
+			return nil // all new
+		}
+		// Some keys exist: the upsert (the rows just inserted get their
+		// own values again).
+	}
+	_, err := b.exec(&b.full, b.head, b.tail)
 	return err
 }
 
@@ -246,7 +299,8 @@ func (w *dirWriter) professionals(ps []storage.Professional) error {
 	b := w.bulk(`INSERT OR FAIL INTO dir_professionals (id, source, hash, family_key, given_key, profession_code, specialty_code, data)`,
 		`ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, family_key = excluded.family_key,
 	given_key = excluded.given_key, profession_code = excluded.profession_code, specialty_code = excluded.specialty_code, data = excluded.data
-WHERE dir_professionals.source = excluded.source`, 8)
+WHERE dir_professionals.source = excluded.source`, 8).ignoreFirst(
+		`INSERT OR IGNORE INTO dir_professionals (id, source, hash, family_key, given_key, profession_code, specialty_code, data)`, ``)
 	for i := range ps {
 		p := &ps[i]
 		if err := b.add(p.ID, w.source, int64(p.Hash), dirkey.Name(p.FamilyName), dirkey.Name(p.GivenName),
@@ -268,7 +322,10 @@ SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.colum
 		`) v LEFT JOIN dir_professionals p ON p.id = v.column1 WHERE true
 ON CONFLICT (professional, akey) DO UPDATE SET hash = excluded.hash, organisation = excluded.organisation,
 	postal_code = excluded.postal_code, postal_area = excluded.postal_area, city_key = excluded.city_key, data = excluded.data
-WHERE dir_activities.source = excluded.source`, 9)
+WHERE dir_activities.source = excluded.source`, 9).ignoreFirst(
+		`INSERT OR IGNORE INTO dir_activities (professional, akey, source, hash, organisation, postal_code, postal_area, city_key, data, family_key, given_key)
+SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9, coalesce(p.family_key, ''), coalesce(p.given_key, '') FROM (`,
+		`) v LEFT JOIN dir_professionals p ON p.id = v.column1`)
 	for i := range as {
 		a := &as[i]
 		pc := strings.TrimSpace(a.PostalCode)
@@ -283,12 +340,33 @@ WHERE dir_activities.source = excluded.source`, 9)
 	return nil
 }
 
-func (w *dirWriter) organisations(os []storage.Organisation) error {
-	b := w.bulk(`INSERT OR FAIL INTO dir_organisations (id, source, hash, finess, legal_finess, siret, siren, name_key, trade_key, postal_code, postal_area, city_key, data)`,
-		`ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, finess = excluded.finess, legal_finess = excluded.legal_finess,
+// pendingOrganisations is what dir_organisations_pending adds to
+// dir_organisations while a bulk import runs, as the merge will
+// (mergePendingOrganisations): for each key the table does not have, the
+// latest row of the first source that wrote it. One sort, no correlated
+// scan: the table has no index.
+const pendingOrganisations = `(SELECT id, source, hash, data FROM (
+	SELECT id, source, hash, data, first_value(source) OVER (PARTITION BY id ORDER BY seq) AS owner,
+		row_number() OVER (PARTITION BY id, source ORDER BY seq DESC) AS latest
+	FROM dir_organisations_pending) p
+WHERE latest = 1 AND source = owner AND NOT EXISTS (SELECT 1 FROM dir_organisations o WHERE o.id = p.id))`
+
+const (
+	orgColumns = `id, source, hash, finess, legal_finess, siret, siren, name_key, trade_key, postal_code, postal_area, city_key, data`
+	orgUpsert  = `ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, finess = excluded.finess, legal_finess = excluded.legal_finess,
 	siret = excluded.siret, siren = excluded.siren, name_key = excluded.name_key, trade_key = excluded.trade_key,
 	postal_code = excluded.postal_code, postal_area = excluded.postal_area, city_key = excluded.city_key, data = excluded.data
-WHERE dir_organisations.source = excluded.source`, 13)
+WHERE dir_organisations.source = excluded.source`
+)
+
+func (w *dirWriter) organisations(os []storage.Organisation) error {
+	b := w.bulk(`INSERT OR FAIL INTO dir_organisations (`+orgColumns+`)`, orgUpsert, 13)
+	if w.bulkImport {
+		// During a bulk import, organisations are appended to
+		// dir_organisations_pending (schema, migration 5), merged with
+		// the same upsert at the end.
+		b = w.bulk(`INSERT INTO dir_organisations_pending (`+orgColumns+`)`, ``, 13)
+	}
 	for i := range os {
 		o := &os[i]
 		pc := strings.TrimSpace(o.Address.PostalCode)
@@ -441,6 +519,9 @@ ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value`
 		if _, err := tx.ExecContext(ctx, `ANALYZE `+t.table); err != nil {
 			return fmt.Errorf("analyze %s: %w", t.table, err)
 		}
+		if err := dropDirectoryStat4(ctx, tx); err != nil {
+			return fmt.Errorf("analyze %s: %w", t.table, err)
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES (?, ?)
 ON CONFLICT (name) DO UPDATE SET value = excluded.value`, analyzedName, grown); err != nil {
 			return fmt.Errorf("analyze counters: %w", err)
@@ -459,7 +540,9 @@ func (s *Store) DirectoryHashes(ctx context.Context, kind storage.EntryKind, sou
 	case storage.KindActivity:
 		query = `SELECT professional || '/' || akey, hash FROM dir_activities WHERE source = ?`
 	case storage.KindOrganisation:
-		query = `SELECT id, hash FROM dir_organisations WHERE source = ?`
+		// With those a bulk import holds back.
+		query = `SELECT id, hash FROM dir_organisations WHERE source = ?1
+UNION ALL SELECT id, hash FROM ` + pendingOrganisations + ` WHERE source = ?1`
 	case storage.KindMailbox:
 		query = `SELECT address_key, hash FROM dir_mailboxes WHERE source = ?`
 	case storage.KindTrust:
@@ -495,6 +578,11 @@ func (s *Store) DirectoryCount(ctx context.Context, kind storage.EntryKind, sour
 	}
 	var n int
 	err = s.read(ctx, "directory count", func(tx *sql.Tx) error {
+		if kind == storage.KindOrganisation {
+			// With those a bulk import holds back.
+			return tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM dir_organisations WHERE ?1 IN ('', source))
+	+ (SELECT count(*) FROM `+pendingOrganisations+` WHERE ?1 IN ('', source))`, source).Scan(&n)
+		}
 		if source == "" {
 			return tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n)
 		}
@@ -608,13 +696,18 @@ func (s *Store) Organisation(ctx context.Context, id string) (storage.Organisati
 	var o storage.Organisation
 	err := s.read(ctx, "organisation", func(tx *sql.Tx) error {
 		var err error
-		for _, q := range []string{
-			`SELECT source, hash, data FROM dir_organisations WHERE id = ?`,
-			`SELECT source, hash, data FROM dir_organisations WHERE finess = ? ORDER BY id LIMIT 1`,
-			`SELECT source, hash, data FROM dir_organisations WHERE legal_finess = ? ORDER BY id LIMIT 1`,
-			`SELECT source, hash, data FROM dir_organisations WHERE siret = ? ORDER BY id LIMIT 1`,
-		} {
-			o, err = scanOrganisation(tx.QueryRowContext(ctx, q, id))
+		for _, col := range []string{"id", "finess", "legal_finess", "siret"} {
+			o, err = scanOrganisation(tx.QueryRowContext(ctx, `SELECT source, hash, data FROM dir_organisations WHERE `+col+` = ? ORDER BY id LIMIT 1`, id))
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		// Held back by a bulk import (a scan: only while one runs): the
+		// latest row of the first source that wrote the id.
+		for _, col := range []string{"id", "finess", "legal_finess", "siret"} {
+			o, err = scanOrganisation(tx.QueryRowContext(ctx, `SELECT p.source, p.hash, p.data FROM dir_organisations_pending p
+WHERE p.`+col+` = ?1 AND p.source = (SELECT q.source FROM dir_organisations_pending q WHERE q.id = p.id ORDER BY q.seq LIMIT 1)
+ORDER BY p.id, p.seq DESC LIMIT 1`, id))
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}

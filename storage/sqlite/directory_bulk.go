@@ -18,6 +18,19 @@ import (
 // still answers correctly, only searches are slow (table scans), and
 // lookups by key are unaffected. If the process dies in between, the next
 // Open recreates the indexes.
+//
+// Two more things make the load cheap, none at the cost of durability
+// (every batch is still committed with synchronous=FULL):
+//   - Organisations are appended to dir_organisations_pending (migration
+//     5) rather than inserted at random places of dir_organisations, and
+//     merged by one sorted upsert at the end (or at the next Open).
+//     Meanwhile a lookup by key finds a new one there (a scan) and an
+//     updated one as it was; searches may miss them.
+//   - The write connection checkpoints the WAL every bulkCheckpointPages
+//     instead of after each batch
+//     (https://sqlite.org/pragma.html#pragma_wal_autocheckpoint): a page
+//     that several batches change is copied to the database once per
+//     checkpoint instead of once per batch, and the WAL stays bounded.
 
 // deferredIndexes are the directory indexes whose keys arrive in random
 // order; the others (primary keys, indexes led by a code and followed by
@@ -36,6 +49,7 @@ var deferredIndexes = []string{
 // until EndDirectoryBulk. Calling it twice is harmless.
 func (s *Store) BeginDirectoryBulk(ctx context.Context) error {
 	return s.write(ctx, "begin directory bulk", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		bulkPragmas(ctx, tx)
 		for _, name := range deferredIndexes {
 			var ddl string
 			err := tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?`, name).Scan(&ddl)
@@ -61,6 +75,13 @@ func (s *Store) BeginDirectoryBulk(ctx context.Context) error {
 // refreshes the planner's statistics.
 func (s *Store) EndDirectoryBulk(ctx context.Context) error {
 	start := time.Now()
+	err := s.write(ctx, "end directory bulk", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		bulkPragmas(ctx, tx)
+		return mergePendingOrganisations(ctx, tx)
+	})
+	if err != nil {
+		return err
+	}
 	for {
 		done := false
 		err := s.write(ctx, "end directory bulk", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
@@ -82,8 +103,19 @@ func (s *Store) EndDirectoryBulk(ctx context.Context) error {
 			break
 		}
 	}
-	err := s.write(ctx, "analyze directory", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
-		return analyzeDirectory(ctx, tx)
+	err = s.write(ctx, "analyze directory", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
+		// A batch written while the indexes were being rebuilt was still
+		// in bulk mode.
+		if err := mergePendingOrganisations(ctx, tx); err != nil {
+			return err
+		}
+		if err := analyzeDirectory(ctx, tx); err != nil {
+			return err
+		}
+		// Back to normal: this commit checkpoints what the bulk import
+		// left in the WAL.
+		normalPragmas(ctx, tx)
+		return nil
 	})
 	s.log.Info("directory search indexes rebuilt", slog.Duration("elapsed", time.Since(start)))
 	return err
@@ -95,6 +127,7 @@ func recreateIndex(ctx context.Context, tx *sql.Tx, name, ddl string) error {
 	if _, err := tx.ExecContext(ctx, `PRAGMA cache_size = -`+fmt.Sprint(writeCacheKiB)+`; PRAGMA threads = 2`); err != nil {
 		return err
 	}
+	bulkPragmas(ctx, tx)
 	if _, err := tx.ExecContext(ctx, ddl); err != nil {
 		return fmt.Errorf("recreate index %s: %w", name, err)
 	}
@@ -113,12 +146,36 @@ func analyzeDirectory(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("analyze %s: %w", t, err)
 		}
 	}
-	return nil
+	return dropDirectoryStat4(ctx, tx)
+}
+
+// dropDirectoryStat4 removes the directory's rows of sqlite_stat4 (ANALYZE
+// writes them: the driver's SQLite has SQLITE_ENABLE_STAT4), keeping
+// sqlite_stat1. With stat4 samples, a statement whose parameter is
+// compared to an indexed column is compiled again each time that
+// parameter's value changes (https://sqlite.org/c3ref/prepare.html), which
+// would undo the search's statement cache; the search names its indexes
+// (INDEXED BY) and the other directory queries are seeks on keys, so the
+// samples never improve a plan there.
+func dropDirectoryStat4(ctx context.Context, tx *sql.Tx) error {
+	var exists bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat4')`).Scan(&exists); err != nil || !exists {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM sqlite_stat4 WHERE tbl IN ('dir_professionals', 'dir_activities', 'dir_organisations', 'dir_mailboxes', 'dir_trust')`)
+	return err
 }
 
 // rebuildDeferredIndexes recreates, at Open, indexes an unfinished bulk
 // import left out.
 func rebuildDeferredIndexes(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
+	if err := mergePendingOrganisations(ctx, tx); err != nil {
+		return err
+	}
+	// Databases analysed before dropDirectoryStat4 existed.
+	if err := dropDirectoryStat4(ctx, tx); err != nil {
+		return err
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM dir_deferred_indexes ORDER BY name`)
 	if err != nil {
 		return err
@@ -170,4 +227,54 @@ func searchIndexes(ctx context.Context, tx *sql.Tx) (map[string]bool, error) {
 		missing[name] = true
 	}
 	return missing, rows.Err()
+}
+
+// inBulk reports whether a bulk import is running (some indexes are out).
+func inBulk(ctx context.Context, tx *sql.Tx) (bool, error) {
+	var bulk bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dir_deferred_indexes)`).Scan(&bulk)
+	return bulk, err
+}
+
+// bulkPragmas sets the write connection up for a bulk import (the comment
+// at the top of this file); normalPragmas undoes it. Both apply to the
+// connection, so to the write jobs that follow. (temp_store = MEMORY was
+// tried: the sorts of CREATE INDEX then allocate and free each record,
+// which costs more than the temporary files save.)
+func bulkPragmas(ctx context.Context, tx *sql.Tx) {
+	_, _ = tx.ExecContext(ctx, `PRAGMA wal_autocheckpoint = `+fmt.Sprint(bulkCheckpointPages))
+}
+
+// bulkCheckpointPages is the WAL size, in pages, that triggers a
+// checkpoint during a bulk import (256 MiB of 4 KiB pages).
+const bulkCheckpointPages = 65536
+
+func normalPragmas(ctx context.Context, tx *sql.Tx) {
+	// The WAL grew during the import: once checkpointed, it is cut back
+	// to this size when it restarts
+	// (https://sqlite.org/pragma.html#pragma_journal_size_limit).
+	_, _ = tx.ExecContext(ctx, `PRAGMA journal_size_limit = 67108864`)
+	_, _ = tx.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 1000`)
+}
+
+// mergePendingOrganisations moves the organisations a bulk import held
+// back (schema, migration 5) into dir_organisations, by key order (one
+// sort, then appends) and, for a key written twice, in arrival order: the
+// first source to write a key owns it, as in ApplyDirectory.
+func mergePendingOrganisations(ctx context.Context, tx *sql.Tx) error {
+	var some bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dir_organisations_pending)`).Scan(&some); err != nil {
+		return fmt.Errorf("merge pending organisations: %w", err)
+	}
+	if !some {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR FAIL INTO dir_organisations (`+orgColumns+`)
+SELECT `+orgColumns+` FROM dir_organisations_pending WHERE true ORDER BY id, seq `+orgUpsert); err != nil {
+		return fmt.Errorf("merge pending organisations: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dir_organisations_pending`); err != nil {
+		return fmt.Errorf("merge pending organisations: %w", err)
+	}
+	return nil
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"weak"
 
 	"github.com/relais-mssante/relais/storage"
 	"github.com/relais-mssante/relais/storage/dirkey"
@@ -32,7 +35,9 @@ import (
 // words in the first part ("martin du g") is one range. The ranking key is
 // the pair itself, (family, given), or (given, family) for a match in the
 // reverse direction: first the exact matches (the whole key, or the family
-// name alone), then the prefix matches; alphabetical within. Organisations
+// name alone), then the prefix matches; within each, the matches in the
+// family-name direction before those in the reverse one (tierOf);
+// alphabetical within. Organisations
 // match on their name or trade name as one prefix. No enumeration is
 // bounded: every match is reachable by paging.
 //
@@ -83,6 +88,7 @@ type searchSpec struct {
 	kinds      map[storage.EntryKind]bool
 	candidates []candidate
 	missing    map[string]bool // indexes out during a bulk import
+	stmts      *stmtCache
 }
 
 // searchTrace, when set (by tests), sees every query a search runs, so
@@ -108,6 +114,88 @@ func prefixArgs(p string) (string, string) { return p, dirkey.PrefixEnd(p) }
 
 func inList(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// padIn pads the values of an IN list with NULLs (which match nothing) to
+// a power of two, so that a few statement texts serve every list length
+// (stmtCache).
+func padIn(vals []any) []any {
+	n := 1
+	for n < len(vals) {
+		n *= 2
+	}
+	return append(vals, make([]any, n-len(vals))...)
+}
+
+// stmtCache keeps the prepared statements of searches, by text, for one
+// store. Preparing costs more than running most of a search's queries
+// (complex statements, a pure Go SQLite); database/sql prepares a cached
+// statement once per pooled connection. The texts are a bounded set
+// (padIn); past maxCachedStmts, statements are prepared per query.
+type stmtCache struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+const maxCachedStmts = 2048
+
+var (
+	stmtCachesMu sync.Mutex
+	// stmtCaches is keyed by a weak pointer so that a store that is no
+	// longer used can be collected; its cache goes with it.
+	stmtCaches = map[weak.Pointer[Store]]*stmtCache{}
+)
+
+// searchStmts returns the store's statement cache.
+func (s *Store) searchStmts() *stmtCache {
+	k := weak.Make(s)
+	stmtCachesMu.Lock()
+	defer stmtCachesMu.Unlock()
+	c := stmtCaches[k]
+	if c == nil {
+		c = &stmtCache{db: s.rdb, stmts: map[string]*sql.Stmt{}}
+		stmtCaches[k] = c
+		runtime.AddCleanup(s, func(k weak.Pointer[Store]) {
+			stmtCachesMu.Lock()
+			c := stmtCaches[k]
+			delete(stmtCaches, k)
+			stmtCachesMu.Unlock()
+			c.close()
+		}, k)
+	}
+	return c
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = nil
+}
+
+// query runs a read query in tx, from a cached statement when it can.
+func (c *stmtCache) query(ctx context.Context, tx *sql.Tx, query string, args []any) (*sql.Rows, error) {
+	if c == nil {
+		return tx.QueryContext(ctx, query, args...)
+	}
+	c.mu.Lock()
+	st := c.stmts[query]
+	if st == nil && c.stmts != nil && len(c.stmts) < maxCachedStmts {
+		var err error
+		if st, err = c.db.PrepareContext(ctx, query); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.stmts[query] = st
+	}
+	c.mu.Unlock()
+	if st == nil {
+		return tx.QueryContext(ctx, query, args...)
+	}
+	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
 func newSearchSpec(q storage.DirectoryQuery) (*searchSpec, error) {
@@ -270,26 +358,21 @@ func (c conds) and(o conds) conds {
 
 // leg runs one driver query (its args without the limit, which leg
 // appends), prepared as st when st is not nil. Its columns: key, exact
-// (0/1), ranking key, and a mailbox row's professional. dup: the rows may
-// repeat a key (one row per activity), so leg reads more rows until it has
-// s.max distinct keys or the rows run out. It returns the candidates it
-// added.
-func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, st *sql.Stmt, kind storage.EntryKind, query string, args []any, dup bool) ([]candidate, error) {
+// (tierOf), ranking key, and a mailbox row's professional. dup: the rows
+// may repeat a key (one row per activity). leg reads more rows until it
+// has s.max distinct keys and every row that ties with the last of them
+// (the page breaks ties by key, the index by its other columns), or the
+// rows run out. It returns the candidates it added.
+func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind, query string, args []any, dup bool) ([]candidate, error) {
 	query = s.sql(query)
-	limit := s.max
+	limit := s.max + 1
 	if dup {
 		limit = 2 * s.max
 	}
 	for {
 		a := append(slices.Clone(args), limit)
 		s.trace(query, a)
-		var rows *sql.Rows
-		var err error
-		if st != nil {
-			rows, err = st.QueryContext(ctx, a...)
-		} else {
-			rows, err = tx.QueryContext(ctx, query, a...)
-		}
+		rows, err := s.stmts.query(ctx, tx, query, a)
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
@@ -297,7 +380,7 @@ func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, st *sql.Stmt, kind sto
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
-		if !dup || len(got) < limit || distinctKeys(got) >= s.max {
+		if len(got) < limit || s.enough(got) {
 			s.candidates = append(s.candidates, got...)
 			return got, nil
 		}
@@ -305,12 +388,22 @@ func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, st *sql.Stmt, kind sto
 	}
 }
 
-func distinctKeys(cs []candidate) int {
-	seen := make(map[string]bool, len(cs))
-	for _, c := range cs {
+// enough reports whether a leg's rows (in its ranking order) hold s.max
+// distinct keys and, after the row where the last of them appears, a row
+// that ranks after it: no row the leg did not read can rank before one
+// of the page.
+func (s *searchSpec) enough(cs []candidate) bool {
+	seen := make(map[string]bool, s.max)
+	for i, c := range cs {
+		if seen[c.key] {
+			continue
+		}
 		seen[c.key] = true
+		if len(seen) == s.max {
+			return cs[len(cs)-1].sort != cs[i].sort
+		}
 	}
-	return len(seen)
+	return false
 }
 
 func scanCandidates(kind storage.EntryKind, rows *sql.Rows) ([]candidate, error) {
@@ -318,19 +411,33 @@ func scanCandidates(kind storage.EntryKind, rows *sql.Rows) ([]candidate, error)
 	var out []candidate
 	for rows.Next() {
 		var c candidate
-		var exact bool
+		var exact int64
 		if err := rows.Scan(&c.key, &exact, &c.sort, &c.prof); err != nil {
 			return nil, err
 		}
 		c.kind = kind
-		if exact {
-			c.sort = "0" + c.sort
-		} else {
-			c.sort = "1" + c.sort
-		}
+		c.sort = tierOf(exact) + c.sort
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// tierOf is the first character of a candidate's sort key, from the
+// exact column of its leg: 1 exact, 0 prefix; 3 and 2 the same for a
+// match in the reverse direction (given name first). Exact matches come
+// first, then the prefix matches, and within each the family-name
+// direction before the given-name one: "mar" lists MARTIN Claire before
+// Marc DUPONT.
+func tierOf(exact int64) string {
+	switch exact {
+	case 1:
+		return "0"
+	case 3:
+		return "1"
+	case 2:
+		return "3"
+	}
+	return "2"
 }
 
 // pairSide is one direction of a name pair: columns a and b, the index on
@@ -347,6 +454,15 @@ type pairSide struct {
 	lead       conds
 	filters    conds
 	dup        bool // rows repeat keys (activities)
+	rev        bool // given name first: ranked after the other direction
+}
+
+// exactCol is the exact column of the side's legs (tierOf).
+func (p *pairSide) exactCol(exact string) string {
+	if p.rev {
+		return `(` + exact + `) + 2`
+	}
+	return exact
 }
 
 func (p *pairSide) query(index string, c conds, exact, order string) string {
@@ -356,7 +472,7 @@ func (p *pairSide) query(index string, c conds, exact, order string) string {
 // queryCols reads the ranking key from columns a and b (those of index,
 // so that it covers the query).
 func (p *pairSide) queryCols(index string, c conds, exact, order, a, b string) string {
-	return `SELECT ` + p.key + `, ` + exact + `, ` + a + ` || char(1) || ` + b + `, ` + p.prof + ` FROM ` + p.from + ` INDEXED BY ` + index +
+	return `SELECT ` + p.key + `, ` + p.exactCol(exact) + `, ` + a + ` || char(1) || ` + b + `, ` + p.prof + ` FROM ` + p.from + ` INDEXED BY ` + index +
 		p.join + ` WHERE ` + c.sql() + ` ORDER BY ` + order + ` LIMIT ?`
 }
 
@@ -376,7 +492,7 @@ func (s *searchSpec) pairLegs(ctx context.Context, tx *sql.Tx, p pairSide) error
 	lo, hi := prefixArgs(s.nameKey)
 	c.add(p.a+` >= ? AND `+p.a+` < ?`, lo, hi)
 	c = c.and(p.filters)
-	_, err := s.leg(ctx, tx, nil, p.kind, p.query(p.ab, c, p.a+` = ?`, p.a+`, `+p.b), append([]any{s.nameKey}, c.args...), p.dup)
+	_, err := s.leg(ctx, tx, p.kind, p.query(p.ab, c, p.a+` = ?`, p.a+`, `+p.b), append([]any{s.nameKey}, c.args...), p.dup)
 	return err
 }
 
@@ -400,9 +516,9 @@ func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, he
 		c := p.lead.clone()
 		c.add(p.a+` >= ? AND `+p.a+` < ? AND `+p.b+` >= ? AND `+p.b+` < ?`, hlo, hhi, tlo, thi)
 		c = c.and(p.filters)
-		q := `SELECT ` + p.key + `, ` + exact + `, ` + p.a + ` || char(1) || ` + p.b + `, ` + p.prof + ` FROM ` + p.from + p.join +
+		q := `SELECT ` + p.key + `, ` + p.exactCol(exact) + `, ` + p.a + ` || char(1) || ` + p.b + `, ` + p.prof + ` FROM ` + p.from + p.join +
 			` WHERE ` + c.sql() + ` ORDER BY ` + p.a + `, ` + p.b + ` LIMIT ?`
-		_, err := s.leg(ctx, tx, nil, p.kind, q, append([]any{head, tail}, c.args...), p.dup)
+		_, err := s.leg(ctx, tx, p.kind, q, append([]any{head, tail}, c.args...), p.dup)
 		return err
 	}
 	va, err := s.enumerate(ctx, tx, p.from, p.lead, p.a, p.ab, head, "")
@@ -427,14 +543,9 @@ func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, he
 			// too: read them there.
 			q := p.queryCols(p.ba, c, p.a2+` = ? AND `+p.b2+` = ?`, p.a2, p.a2, p.b2)
 			args := append([]any{head, tail}, c.args...)
-			st, err := tx.PrepareContext(ctx, s.sql(q))
-			if err != nil {
-				return fmt.Errorf("search %s: %w", p.kind, err)
-			}
-			defer st.Close()
 			for _, v := range vb {
 				args[at] = v
-				if _, err := s.leg(ctx, tx, st, p.kind, q, args, p.dup); err != nil {
+				if _, err := s.leg(ctx, tx, p.kind, q, args, p.dup); err != nil {
 					return err
 				}
 			}
@@ -451,10 +562,11 @@ func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, he
 		for i, v := range batch {
 			in[i] = v
 		}
-		c.add(p.a+` IN (`+inList(len(batch))+`)`, in...)
+		in = padIn(in)
+		c.add(p.a+` IN (`+inList(len(in))+`)`, in...)
 		c.add(p.b+` >= ? AND `+p.b+` < ?`, tlo, thi)
 		c = c.and(p.filters)
-		got, err := s.leg(ctx, tx, nil, p.kind, p.query(p.ab, c, exact, p.a+`, `+p.b), append([]any{head, tail}, c.args...), p.dup)
+		got, err := s.leg(ctx, tx, p.kind, p.query(p.ab, c, exact, p.a+`, `+p.b), append([]any{head, tail}, c.args...), p.dup)
 		if err != nil {
 			return err
 		}
@@ -491,7 +603,7 @@ UNION ALL SELECT (` + fmt.Sprintf(next, `> d.v`) + `), d.n + 1 FROM d WHERE d.v 
 SELECT v FROM d WHERE v IS NOT NULL`)
 	args := append(append(append(append(slices.Clone(lead.args), start, hi), lead.args...), hi), enumCap)
 	s.trace(query, args)
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := s.stmts.query(ctx, tx, query, args)
 	if err != nil {
 		return nil, fmt.Errorf("search enumerate: %w", err)
 	}
@@ -567,7 +679,7 @@ func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 					c = c.and(f)
 					query := `SELECT o.id, ` + col + ` = ?, ` + col + `, '' FROM dir_organisations o INDEXED BY ` + names[i] +
 						` WHERE ` + c.sql() + ` ORDER BY ` + col + ` LIMIT ?`
-					if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, query, append([]any{s.nameKey}, c.args...), false); err != nil {
+					if _, err := s.leg(ctx, tx, storage.KindOrganisation, query, append([]any{s.nameKey}, c.args...), false); err != nil {
 						return err
 					}
 				}
@@ -589,7 +701,7 @@ func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 			name := pairSide{kind: storage.KindMailbox, from: "dir_mailboxes m", key: "m.address_key", prof: "m.professional",
 				a: "m.name_a", b: "m.name_b", ab: nameIdx, b2: "m.rev_a", a2: "m.rev_b", ba: revIdx, lead: lead, filters: f}
 			rev := pairSide{kind: storage.KindMailbox, from: "dir_mailboxes m", key: "m.address_key", prof: "m.professional",
-				a: "m.rev_a", b: "m.rev_b", ab: revIdx, b2: "m.name_a", a2: "m.name_b", ba: nameIdx, lead: lead, filters: f}
+				a: "m.rev_a", b: "m.rev_b", ab: revIdx, b2: "m.name_a", a2: "m.name_b", ba: nameIdx, lead: lead, filters: f, rev: true}
 			if err := s.pairLegs(ctx, tx, name); err != nil {
 				return err
 			}
@@ -611,7 +723,7 @@ func (s *searchSpec) professionalNameLegs(ctx context.Context, tx *sql.Tx) error
 			b2: "p.given_key", a2: "p.family_key", ba: "dir_professionals_rev", filters: f}
 		rev := pairSide{kind: storage.KindProfessional, from: "dir_professionals p", key: "p.id", prof: "''",
 			a: "p.given_key", b: "p.family_key", ab: "dir_professionals_rev",
-			b2: "p.family_key", a2: "p.given_key", ba: "dir_professionals_name", filters: f}
+			b2: "p.family_key", a2: "p.given_key", ba: "dir_professionals_name", filters: f, rev: true}
 		if err := s.pairLegs(ctx, tx, name); err != nil {
 			return err
 		}
@@ -628,7 +740,7 @@ func (s *searchSpec) professionalNameLegs(ctx context.Context, tx *sql.Tx) error
 			b2: "a.given_key", a2: "a.family_key", ba: "dir_activities_rev", lead: lead, filters: f, dup: true}
 		rev := pairSide{kind: storage.KindProfessional, from: "dir_activities a", join: join, key: "a.professional", prof: "''",
 			a: "a.given_key", b: "a.family_key", ab: "dir_activities_rev",
-			b2: "a.family_key", a2: "a.given_key", ba: "dir_activities_name", lead: lead, filters: f, dup: true}
+			b2: "a.family_key", a2: "a.given_key", ba: "dir_activities_name", lead: lead, filters: f, dup: true, rev: true}
 		if err := s.pairLegs(ctx, tx, name); err != nil {
 			return err
 		}
@@ -668,20 +780,20 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 	case s.q.Identifier != "":
 		if wantProf {
 			f := s.profFilters(true)
-			if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p WHERE `+
 				f.sql()+` ORDER BY p.id LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
 		if wantOrg {
-			if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, `SELECT o.id, 1, o.id, '' FROM dir_organisations o WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindOrganisation, `SELECT o.id, 1, o.id, '' FROM dir_organisations o WHERE `+
 				of.sql()+` LIMIT ?`, of.args, false); err != nil {
 				return err
 			}
 		}
 		if wantMbox {
 			f := s.mailboxFilters()
-			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.professional, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_professional WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.professional, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_professional WHERE `+
 				f.sql()+` ORDER BY m.professional LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
@@ -691,7 +803,7 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 		// professionals become their hits.
 		if wantProf || wantMbox {
 			f := s.mailboxFilters()
-			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, m.address_key = ?, m.address_key, m.professional FROM dir_mailboxes m WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, m.address_key = ?, m.address_key, m.professional FROM dir_mailboxes m WHERE `+
 				f.sql()+` ORDER BY m.address_key LIMIT ?`, append([]any{s.address}, f.args...), false); err != nil {
 				return err
 			}
@@ -710,7 +822,7 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 			}
 			for _, lead := range leads {
 				c := lead.and(f)
-				if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT a.professional, 1, a.family_key || char(1) || a.given_key, '' FROM dir_activities a INDEXED BY dir_activities_name`+
+				if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT a.professional, 1, a.family_key || char(1) || a.given_key, '' FROM dir_activities a INDEXED BY dir_activities_name`+
 					join+` WHERE `+c.sql()+` ORDER BY a.family_key, a.given_key LIMIT ?`, c.args, true); err != nil {
 					return err
 				}
@@ -723,7 +835,7 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 			}
 			for _, lead := range leads {
 				c := lead.and(of)
-				if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, `SELECT o.id, 1, o.name_key, '' FROM dir_organisations o INDEXED BY dir_organisations_place WHERE `+
+				if _, err := s.leg(ctx, tx, storage.KindOrganisation, `SELECT o.id, 1, o.name_key, '' FROM dir_organisations o INDEXED BY dir_organisations_place WHERE `+
 					c.sql()+` ORDER BY o.name_key LIMIT ?`, c.args, false); err != nil {
 					return err
 				}
@@ -737,7 +849,7 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 			f := s.mailboxFilters()
 			for _, lead := range leads {
 				c := lead.and(f)
-				if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_place WHERE `+
+				if _, err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_place WHERE `+
 					c.sql()+` ORDER BY m.name_a, m.name_b LIMIT ?`, c.args, false); err != nil {
 					return err
 				}
@@ -750,19 +862,19 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 			lo, hi := prefixArgs(s.city)
 			sub.add(`a.city_key >= ? AND a.city_key < ?`, lo, hi)
 			c := sub.and(s.profFilters(false))
-			if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT a.professional, 1, a.city_key || char(1) || a.professional, '' FROM dir_activities a INDEXED BY dir_activities_city CROSS JOIN dir_professionals p ON p.id = a.professional WHERE `+c.sql()+` ORDER BY a.city_key, a.professional LIMIT ?`, c.args, true); err != nil {
+			if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT a.professional, 1, a.city_key || char(1) || a.professional, '' FROM dir_activities a INDEXED BY dir_activities_city CROSS JOIN dir_professionals p ON p.id = a.professional WHERE `+c.sql()+` ORDER BY a.city_key, a.professional LIMIT ?`, c.args, true); err != nil {
 				return err
 			}
 		}
 		if wantOrg {
-			if _, err := s.leg(ctx, tx, nil, storage.KindOrganisation, `SELECT o.id, 1, o.city_key || char(1) || o.id, '' FROM dir_organisations o INDEXED BY dir_organisations_city WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindOrganisation, `SELECT o.id, 1, o.city_key || char(1) || o.id, '' FROM dir_organisations o INDEXED BY dir_organisations_city WHERE `+
 				of.sql()+` ORDER BY o.city_key, o.id LIMIT ?`, of.args, false); err != nil {
 				return err
 			}
 		}
 		if wantMbox {
 			f := s.mailboxFilters()
-			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.city_key || char(1) || m.address_key, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_city WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.city_key || char(1) || m.address_key, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_city WHERE `+
 				f.sql()+` ORDER BY m.city_key, m.address_key LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
@@ -775,14 +887,14 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 			if s.q.SpecialtyCode != "" {
 				index = "dir_professionals_specialty"
 			}
-			if _, err := s.leg(ctx, tx, nil, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p INDEXED BY `+index+` WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p INDEXED BY `+index+` WHERE `+
 				f.sql()+` ORDER BY p.id LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
 		}
 		if wantMbox {
 			f := s.mailboxFilters()
-			if _, err := s.leg(ctx, tx, nil, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_name WHERE `+
+			if _, err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, 1, m.name_a || char(1) || m.name_b, m.professional FROM dir_mailboxes m INDEXED BY dir_mailboxes_name WHERE `+
 				f.sql()+` ORDER BY m.name_a, m.name_b LIMIT ?`, f.args, false); err != nil {
 				return err
 			}
@@ -805,6 +917,7 @@ func (s *Store) SearchDirectory(ctx context.Context, q storage.DirectoryQuery) (
 		if _, err := tx.ExecContext(ctx, `PRAGMA mmap_size = `+fmt.Sprint(searchMmapSize)); err != nil {
 			return err
 		}
+		spec.stmts = s.searchStmts()
 		if spec.missing, err = searchIndexes(ctx, tx); err != nil {
 			return err
 		}
@@ -837,11 +950,32 @@ func (s *Store) SearchDirectory(ctx context.Context, q storage.DirectoryQuery) (
 
 // resolve turns mailbox rows of imported professionals into professional
 // candidates, keeps one candidate per entry (its best rank), and sorts.
+//
+// A mailbox row names its owner (the legs read m.professional): that
+// owner is taken as is, and checked (it must be imported) only when it
+// ranks in the page, so that the page costs a few seeks rather than one
+// per mailbox row read. The addresses whose rows name no owner, or two,
+// are looked up: the owner is then the first row's, by source, whose
+// professional is imported.
 func (s *searchSpec) resolve(ctx context.Context, tx *sql.Tx) ([]candidate, error) {
+	known := map[string]bool{} // professionals known to be imported
+	named := map[string]string{}
+	ambiguous := map[string]bool{}
+	for _, c := range s.candidates {
+		switch {
+		case c.kind == storage.KindProfessional:
+			known[c.key] = true
+		case c.kind == storage.KindMailbox && c.prof != "":
+			if p, ok := named[c.key]; ok && p != c.prof {
+				ambiguous[c.key] = true
+			}
+			named[c.key] = c.prof
+		}
+	}
 	var addrs []any
 	seenAddr := map[string]bool{}
 	for _, c := range s.candidates {
-		if c.kind == storage.KindMailbox && !seenAddr[c.key] {
+		if c.kind == storage.KindMailbox && !seenAddr[c.key] && (named[c.key] == "" || ambiguous[c.key]) {
 			seenAddr[c.key] = true
 			addrs = append(addrs, c.key)
 		}
@@ -850,10 +984,11 @@ func (s *searchSpec) resolve(ctx context.Context, tx *sql.Tx) ([]candidate, erro
 	if len(addrs) > 0 {
 		// Seeks by address, then by professional (a join lets the planner
 		// walk the professionals instead).
+		addrs = padIn(addrs)
 		q := `SELECT m.address_key, m.professional FROM dir_mailboxes m WHERE m.address_key IN (` + inList(len(addrs)) + `)
 AND m.professional != '' AND EXISTS (SELECT 1 FROM dir_professionals p WHERE p.id = m.professional) ORDER BY m.address_key, m.source`
 		s.trace(q, addrs)
-		rows, err := tx.QueryContext(ctx, q, addrs...)
+		rows, err := s.stmts.query(ctx, tx, q, addrs)
 		if err != nil {
 			return nil, fmt.Errorf("search owners: %w", err)
 		}
@@ -865,6 +1000,7 @@ AND m.professional != '' AND EXISTS (SELECT 1 FROM dir_professionals p WHERE p.i
 			}
 			if _, ok := owner[a]; !ok {
 				owner[a] = p
+				known[p] = true
 			}
 		}
 		rows.Close()
@@ -872,6 +1008,60 @@ AND m.professional != '' AND EXISTS (SELECT 1 FROM dir_professionals p WHERE p.i
 			return nil, err
 		}
 	}
+	for a, p := range named {
+		if !ambiguous[a] {
+			owner[a] = p // to be checked if it ranks in the page
+		}
+	}
+	for {
+		out := s.rank(owner)
+		var check []any
+		for _, c := range out[:min(len(out), s.max)] {
+			if c.kind == storage.KindProfessional && !known[c.key] {
+				check = append(check, c.key)
+			}
+		}
+		if len(check) == 0 {
+			return out, nil
+		}
+		for _, p := range check {
+			known[p.(string)] = false
+		}
+		check = padIn(check)
+		q := `SELECT id FROM dir_professionals WHERE id IN (` + inList(len(check)) + `)`
+		s.trace(q, check)
+		rows, err := s.stmts.query(ctx, tx, q, check)
+		if err != nil {
+			return nil, fmt.Errorf("search owners: %w", err)
+		}
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			known[p] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		for a, p := range owner {
+			if !known[p] {
+				delete(owner, a) // not imported: the address stays a mailbox hit
+			}
+		}
+		for p, ok := range known {
+			if !ok {
+				delete(known, p)
+			}
+		}
+	}
+}
+
+// rank merges the candidates, mailbox rows of an owner as that owner, one
+// per entry at its best rank, in ranking order.
+func (s *searchSpec) rank(owner map[string]string) []candidate {
 	best := map[[2]string]int{}
 	var out []candidate
 	for _, c := range s.candidates {
@@ -903,7 +1093,7 @@ AND m.professional != '' AND EXISTS (SELECT 1 FROM dir_professionals p WHERE p.i
 		}
 		return strings.Compare(a.key, b.key)
 	})
-	return out, nil
+	return out
 }
 
 func keysOf(cs []candidate, kind storage.EntryKind) []any {
@@ -927,12 +1117,15 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 	orgMboxes := map[string][]storage.MailboxEntry{}
 	mboxes := map[string]*storage.MailboxEntry{}
 
+	// q's IN list is written by query, of args padded (padIn).
 	query := func(q string, args []any, fn func(*sql.Rows) error) error {
 		if len(args) == 0 {
 			return nil
 		}
+		args = padIn(args)
+		q = strings.Replace(q, "IN (?)", "IN ("+inList(len(args))+")", 1)
 		s.trace(s.sql(q), args)
-		rows, err := tx.QueryContext(ctx, s.sql(q), args...)
+		rows, err := s.stmts.query(ctx, tx, s.sql(q), args)
 		if err != nil {
 			return fmt.Errorf("search details: %w", err)
 		}
@@ -944,7 +1137,7 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 		}
 		return rows.Err()
 	}
-	err := query(`SELECT source, hash, data FROM dir_professionals WHERE id IN (`+inList(len(profIDs))+`)`, profIDs, func(r *sql.Rows) error {
+	err := query(`SELECT source, hash, data FROM dir_professionals WHERE id IN (?)`, profIDs, func(r *sql.Rows) error {
 		p, err := scanProfessional(r)
 		profs[p.ID] = &p
 		return err
@@ -954,7 +1147,7 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 	}
 	var siteIDs []any
 	seenSite := map[string]bool{}
-	err = query(`SELECT source, hash, data FROM dir_activities WHERE professional IN (`+inList(len(profIDs))+`) ORDER BY professional, akey`, profIDs, func(r *sql.Rows) error {
+	err = query(`SELECT source, hash, data FROM dir_activities WHERE professional IN (?) ORDER BY professional, akey`, profIDs, func(r *sql.Rows) error {
 		a, err := scanActivity(r)
 		acts[a.Professional] = append(acts[a.Professional], a)
 		if a.Organisation != "" && !seenSite[a.Organisation] {
@@ -972,7 +1165,7 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 			siteIDs = append(siteIDs, id)
 		}
 	}
-	err = query(`SELECT source, hash, data FROM dir_organisations WHERE id IN (`+inList(len(siteIDs))+`)`, siteIDs, func(r *sql.Rows) error {
+	err = query(`SELECT source, hash, data FROM dir_organisations WHERE id IN (?)`, siteIDs, func(r *sql.Rows) error {
 		o, err := scanOrganisation(r)
 		orgs[o.ID] = &o
 		return err
@@ -980,11 +1173,31 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 	if err != nil {
 		return nil, err
 	}
+	if s.missing != nil {
+		// A bulk import is running: sites it holds back (a scan; the
+		// latest row wins, as when they are merged).
+		var held []any
+		for _, id := range siteIDs {
+			if orgs[id.(string)] == nil {
+				held = append(held, id)
+			}
+		}
+		err = query(`SELECT source, hash, data FROM dir_organisations_pending WHERE id IN (?) ORDER BY seq`, held, func(r *sql.Rows) error {
+			o, err := scanOrganisation(r)
+			if prev := orgs[o.ID]; prev == nil || prev.Source == o.Source {
+				orgs[o.ID] = &o
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	// Professionals' addresses: their national entries name them; the
 	// local entries of the same addresses come along, first.
 	addrOwner := map[string]string{}
 	var profAddrs []any
-	err = query(`SELECT address_key, professional FROM dir_mailboxes INDEXED BY dir_mailboxes_professional WHERE professional IN (`+inList(len(profIDs))+`)`, profIDs, func(r *sql.Rows) error {
+	err = query(`SELECT address_key, professional FROM dir_mailboxes INDEXED BY dir_mailboxes_professional WHERE professional IN (?)`, profIDs, func(r *sql.Rows) error {
 		var a, p string
 		if err := r.Scan(&a, &p); err != nil {
 			return err
@@ -999,7 +1212,7 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 		return nil, err
 	}
 	all := append(slices.Clone(profAddrs), addrs...)
-	err = query(`SELECT source, hash, account, data FROM dir_mailboxes WHERE address_key IN (`+inList(len(all))+`) ORDER BY `+mailboxOrder, all, func(r *sql.Rows) error {
+	err = query(`SELECT source, hash, account, data FROM dir_mailboxes WHERE address_key IN (?) ORDER BY `+mailboxOrder, all, func(r *sql.Rows) error {
 		m, err := scanMailboxEntry(r)
 		if err != nil {
 			return err
@@ -1016,7 +1229,7 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 	if err != nil {
 		return nil, err
 	}
-	err = query(`SELECT source, hash, account, data FROM dir_mailboxes INDEXED BY dir_mailboxes_organisation WHERE organisation IN (`+inList(len(orgIDs))+`) ORDER BY `+mailboxOrder, orgIDs, func(r *sql.Rows) error {
+	err = query(`SELECT source, hash, account, data FROM dir_mailboxes INDEXED BY dir_mailboxes_organisation WHERE organisation IN (?) ORDER BY `+mailboxOrder, orgIDs, func(r *sql.Rows) error {
 		m, err := scanMailboxEntry(r)
 		orgMboxes[m.Organisation] = append(orgMboxes[m.Organisation], m)
 		return err

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,6 +96,123 @@ func TestDirectoryBulk(t *testing.T) {
 	var n int
 	require.NoError(t, s.rdb.QueryRow(`SELECT count(*) FROM dir_deferred_indexes`).Scan(&n))
 	assert.Zero(t, n)
+}
+
+// During a bulk import, organisations wait in dir_organisations_pending:
+// lookups by key, hashes, counts and search hits' sites see them; the end
+// of the import (or the next Open) merges them with the ownership and
+// update rules of ApplyDirectory.
+func TestDirectoryBulkOrganisations(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relais.db")
+	s := openAt(t, path)
+	pending := func() int {
+		var n int
+		require.NoError(t, s.rdb.QueryRow(`SELECT count(*) FROM dir_organisations_pending`).Scan(&n))
+		return n
+	}
+	org := func(id, name string) storage.Organisation {
+		return storage.Organisation{ID: id, FINESS: "99" + id[1:], Name: name, Hash: uint64(len(name)),
+			Address: storage.PostalAddress{PostalCode: "75011", City: "PARIS"}}
+	}
+	// Owned by rpps before the import.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Organisations: []storage.Organisation{org("S0000001", "CABINET ANCIEN")}}))
+
+	require.NoError(t, s.BeginDirectoryBulk(ctx))
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Organisations: []storage.Organisation{org("S0000003", "CABINET TROIS"), org("S0000002", "CABINET DEUX"), org("S0000001", "CABINET RENOMME")},
+		Professionals: []storage.Professional{{ID: "810000000001", FamilyName: "ZORGLUB", GivenName: "Anne"}},
+		Activities:    []storage.Activity{{Professional: "810000000001", Key: "a", Organisation: "S0000002", PostalCode: "75011"}}}))
+	// Another source names the same structures: ignored, at the merge.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceMSSante,
+		Organisations: []storage.Organisation{org("S0000002", "AUTRE SOURCE"), org("S0000001", "AUTRE SOURCE")}}))
+	// The same source updates one it sent earlier in the import.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Organisations: []storage.Organisation{org("S0000003", "CABINET TROIS BIS")}}))
+	assert.Equal(t, 6, pending())
+	// Entries whose key exists take the upsert's rules in bulk mode too:
+	// the owner's update applies, another source's is ignored.
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Professionals: []storage.Professional{{ID: "810000000001", FamilyName: "ZORGLUB", GivenName: "Annie"}, {ID: "810000000002", FamilyName: "NOUVEAU"}},
+		Activities: []storage.Activity{{Professional: "810000000001", Key: "a", Organisation: "S0000002", PostalCode: "75012"},
+			{Professional: "810000000002", Key: "a", PostalCode: "13001"}}}))
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceMSSante,
+		Professionals: []storage.Professional{{ID: "810000000001", FamilyName: "INTRUS"}},
+		Activities:    []storage.Activity{{Professional: "810000000001", Key: "a", PostalCode: "99999"}}}))
+	pr, err := s.Professional(ctx, "810000000001")
+	require.NoError(t, err)
+	assert.Equal(t, "Annie", pr.GivenName)
+	assert.Equal(t, storage.SourceRPPS, pr.Source)
+	acts, err := s.Activities(ctx, "810000000001")
+	require.NoError(t, err)
+	require.Len(t, acts, 1)
+	assert.Equal(t, "75012", acts[0].PostalCode)
+	_, err = s.Professional(ctx, "810000000002")
+	require.NoError(t, err)
+
+	o, err := s.Organisation(ctx, "S0000002")
+	require.NoError(t, err)
+	assert.Equal(t, "CABINET DEUX", o.Name)
+	assert.Equal(t, storage.SourceRPPS, o.Source)
+	o, err = s.Organisation(ctx, "990000003") // by FINESS
+	require.NoError(t, err)
+	assert.Equal(t, "CABINET TROIS BIS", o.Name)
+	o, err = s.Organisation(ctx, "S0000001")
+	require.NoError(t, err)
+	assert.Equal(t, "CABINET ANCIEN", o.Name, "an update waits for the end of the import")
+	n, err := s.DirectoryCount(ctx, storage.KindOrganisation, storage.SourceRPPS)
+	require.NoError(t, err)
+	assert.Equal(t, 3, n)
+	hashes := map[string]uint64{}
+	require.NoError(t, s.DirectoryHashes(ctx, storage.KindOrganisation, storage.SourceRPPS, func(k string, h uint64) error {
+		hashes[k] = h
+		return nil
+	}))
+	assert.Equal(t, map[string]uint64{"S0000001": uint64(len("CABINET ANCIEN")), "S0000002": uint64(len("CABINET DEUX")),
+		"S0000003": uint64(len("CABINET TROIS BIS"))}, hashes)
+	p, err := s.SearchDirectory(ctx, storage.DirectoryQuery{Name: "zorglub"})
+	require.NoError(t, err)
+	require.Len(t, p.Hits, 1)
+	require.Len(t, p.Hits[0].Sites, 1)
+	assert.Equal(t, "CABINET DEUX", p.Hits[0].Sites[0].Name)
+
+	require.NoError(t, s.EndDirectoryBulk(ctx))
+	assert.Zero(t, pending())
+	for id, want := range map[string]string{"S0000001": "CABINET RENOMME", "S0000002": "CABINET DEUX", "S0000003": "CABINET TROIS BIS"} {
+		o, err := s.Organisation(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, want, o.Name, id)
+		assert.Equal(t, storage.SourceRPPS, o.Source, id)
+	}
+	p, err = s.SearchDirectory(ctx, storage.DirectoryQuery{Name: "cabinet t"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"CABINET TROIS BIS"}, names(p))
+
+	// A delete during the import sees what is held back.
+	require.NoError(t, s.BeginDirectoryBulk(ctx))
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Organisations: []storage.Organisation{org("S0000004", "CABINET QUATRE"), org("S0000005", "CABINET CINQ")}}))
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Delete: []storage.EntryRef{{Kind: storage.KindOrganisation, Key: "S0000004"}}}))
+	_, err = s.Organisation(ctx, "S0000004")
+	assert.ErrorIs(t, err, storage.ErrNotFound)
+	require.NoError(t, s.ApplyDirectory(ctx, storage.DirectoryBatch{Source: storage.SourceRPPS,
+		Organisations: []storage.Organisation{org("S0000006", "CABINET SIX")}}))
+	assert.Equal(t, 1, pending())
+
+	// The import dies: the next Open merges what it held back.
+	require.NoError(t, s.Close())
+	s = openAt(t, path)
+	defer s.Close()
+	assert.Zero(t, pending())
+	for _, id := range []string{"S0000005", "S0000006"} {
+		_, err := s.Organisation(ctx, id)
+		assert.NoError(t, err, id)
+	}
+	n, err = s.DirectoryCount(ctx, storage.KindOrganisation, "")
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
 }
 
 // Accounts of a database created before the directory become local
@@ -216,32 +334,33 @@ func TestDirectorySearchPlans(t *testing.T) {
 // the best ranking key of a (family, given) pair for the query's words, or
 // false. Splits: head in a and tail in b, as prefixes (exact when both are
 // whole), or all the words in a (exact when a is the whole key); in both
-// directions.
+// directions. Tiers: exact before prefix, and within each the (family,
+// given) direction before (given, family).
 func refMatch(key, family, given string) (string, bool) {
 	words := strings.Split(key, " ")
 	best, ok := "", false
-	consider := func(tier, a, b string) {
-		s := tier + a + "\x01" + b
+	consider := func(tier int, a, b string) {
+		s := strconv.Itoa(tier) + a + "\x01" + b
 		if !ok || s < best {
 			best, ok = s, true
 		}
 	}
-	for _, pair := range [][2]string{{family, given}, {given, family}} {
+	for dir, pair := range [][2]string{{family, given}, {given, family}} {
 		a, b := pair[0], pair[1]
 		for i := 1; i < len(words); i++ {
 			head, tail := strings.Join(words[:i], " "), strings.Join(words[i:], " ")
 			if strings.HasPrefix(a, head) && strings.HasPrefix(b, tail) {
-				tier := "1"
+				tier := 2 + dir
 				if a == head && b == tail {
-					tier = "0"
+					tier = dir
 				}
 				consider(tier, a, b)
 			}
 		}
 		if strings.HasPrefix(a, key) {
-			tier := "1"
+			tier := 2 + dir
 			if a == key {
-				tier = "0"
+				tier = dir
 			}
 			consider(tier, a, b)
 		}
