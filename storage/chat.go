@@ -272,7 +272,8 @@ type ChatStore interface {
 	// accounts are ErrNotFound, more than MaxRoomMembers ErrTooLarge.
 	CreateRoom(ctx context.Context, r NewRoom) (Room, error)
 	// DirectRoom returns the direct room of a and b, creating it (both
-	// members, both owners) if there is none: one per pair, whichever
+	// plain members: no owner, so neither deletes the other's messages
+	// and nobody is added) if there is none: one per pair, whichever
 	// order the pair is given in. a == b is ErrInvalid.
 	DirectRoom(ctx context.Context, a, b AccountID) (Room, error)
 	// Room returns a room acct is a member of (ErrNotFound otherwise).

@@ -277,10 +277,12 @@ func (s *Store) DirectRoom(ctx context.Context, a, b storage.AccountID) (storage
 			return err
 		}
 		room = storage.Room{ID: storage.RoomID(id), Kind: storage.RoomDirect, Created: fromUnixNano(now.UnixNano()), CreatedBy: a}
-		if err := insertMember(ctx, tx, room.ID, a, storage.RoleOwner, 0, now); err != nil {
+		// Both plain members: nobody manages a conversation of two, and
+		// neither may delete the other's messages.
+		if err := insertMember(ctx, tx, room.ID, a, storage.RoleMember, 0, now); err != nil {
 			return err
 		}
-		if err := insertMember(ctx, tx, room.ID, b, storage.RoleOwner, a, now); err != nil {
+		if err := insertMember(ctx, tx, room.ID, b, storage.RoleMember, a, now); err != nil {
 			return err
 		}
 		for _, x := range []storage.AccountID{a, b} {

@@ -730,6 +730,14 @@ func testChatDirect(t *testing.T, e *env) {
 	members, err := cs.Members(e.ctx, d1.ID, e.bob.ID)
 	require.NoError(t, err)
 	require.Len(t, members, 2)
+	for _, m := range members {
+		assert.Equal(t, storage.RoleMember, m.Role, "nobody owns a direct conversation")
+	}
+	// Neither deletes the other's messages.
+	m, _, err := cs.Post(e.ctx, storage.NewChatMessage{Room: d1.ID, Sender: e.alice.ID, ClientID: "d-1", Kind: storage.ChatText, Body: "bonjour"})
+	require.NoError(t, err)
+	_, _, err = cs.Post(e.ctx, storage.NewChatMessage{Room: d1.ID, Sender: e.bob.ID, ClientID: "d-2", Kind: storage.ChatDelete, Target: m.Seq})
+	assert.ErrorIs(t, err, storage.ErrForbidden)
 
 	// Concurrent first calls still make one room.
 	carol := e.account(t, "carol")
