@@ -18,6 +18,9 @@ const S = {
   pending: new Map(),    // clientId -> {room, body, el}
   typingTimers: new Map(),
   clientSeq: 0,
+  compose: null,         // {mode: 'reply'|'edit', seq} for the composer
+  mentions: new Map(),   // account id -> name picked with @ in the composer
+  ops: new Set(),        // frame ids of edits and deletes awaiting their ack
 };
 
 // --- helpers ---------------------------------------------------------------
@@ -142,7 +145,7 @@ function onConnState(state) {
   if (state === 'open') {
     // Messages not acknowledged before the cut go again with the same
     // clientId: the server answers with the same seq (no duplicate).
-    for (const [clientId, p] of S.pending) S.conn.send({ type: 'send', room: p.room, clientId, body: p.body });
+    for (const p of S.pending.values()) S.conn.send(p.frame);
   }
 }
 
@@ -171,8 +174,15 @@ function kindLabel(r) {
 
 function roomName(r) {
   if (r.name) return r.name;
+  if (r.kind === 'direct' && r.peer) return displayName(r.peer.name, r.peer.address);
   if (r.kind === 'patient') return r.patientName || t('kindPatient');
   return kindLabel(r);
+}
+
+function roomSubtitle(r) {
+  if (r.kind === 'patient') return t('patient', r.patientName, r.patientIns);
+  if (r.kind === 'direct') return r.peer ? `${t('direct')} · ${r.peer.address}` : t('direct');
+  return t('team');
 }
 
 function renderRooms() {
@@ -208,8 +218,10 @@ async function openRoom(id, focus = true) {
   $('members-panel').hidden = false;
   $('app-view').classList.remove('no-members');
   $('room-title').textContent = roomName(r);
-  $('room-subtitle').textContent = r.kind === 'patient' ? t('patient', r.patientName, r.patientIns) : r.kind === 'direct' ? t('direct') : t('team');
+  $('room-subtitle').textContent = roomSubtitle(r);
   $('message-list').replaceChildren();
+  setCompose(null);
+  closeMention();
   if (S.current) clearTyping(S.current);
   $('people-results').replaceChildren();
   $('people-input').value = '';
@@ -295,7 +307,8 @@ function regroup() {
 function messageItem(m, pending = false) {
   const mine = S.me && m.sender === S.me.id;
   const kind = m.kind || 'text';
-  const li = el('li', { class: `msg ${kind}${mine ? ' mine' : ''}${m.deleted ? ' deleted' : ''}${pending ? ' pending' : ''}`,
+  const forMe = S.me && !mine && (m.mentions || []).includes(S.me.id);
+  const li = el('li', { class: `msg ${kind}${mine ? ' mine' : ''}${m.deleted ? ' deleted' : ''}${pending ? ' pending' : ''}${forMe ? ' mention-me' : ''}`,
     'data-seq': m.seq ? String(m.seq) : null, id: m.seq ? `m-${m.seq}` : null,
     'data-sender': kind === 'text' && m.sender ? String(m.sender) : null, 'data-time': m.created ? String(Date.parse(m.created)) : null });
   const bubble = el('div', { class: 'bubble' });
@@ -306,7 +319,8 @@ function messageItem(m, pending = false) {
     bubble.append(el('div', { class: 'meta' },
       el('span', { class: 'sender', text: who }),
       el('time', { datetime: m.created || '', text: pending ? t('sending') : fmtTime(m.created) }),
-      m.edited && !m.deleted ? el('span', { text: `(${t('edited')})` }) : null));
+      m.edited && !m.deleted ? el('span', { class: 'edited', text: `(${t('edited')})` }) : null,
+      forMe ? el('span', { class: 'mention-tag', text: t('mentionsYou') }) : null));
     if (kind === 'document') {
       bubble.append(el('p', { class: 'doc-kind', text: t('newDocument') }));
       const docs = (m.attachments || []).filter((a) => a.kind === 'document');
@@ -314,11 +328,139 @@ function messageItem(m, pending = false) {
       if (m.body) bubble.append(el('p', { class: 'body small muted', text: m.body }));
       for (const a of docs) bubble.append(el('a', { class: 'doc-link', href: a.link || `/documents/${a.document}`, text: t('openDocument') }));
     } else {
-      bubble.append(el('p', { class: 'body', text: m.deleted ? t('deleted') : m.body }));
+      if (m.replyTo && !m.deleted) bubble.append(quoteOf(m));
+      bubble.append(m.deleted ? el('p', { class: 'body', text: t('deleted') }) : bodyOf(m));
     }
   }
   li.append(bubble);
+  if (kind === 'text' && !pending && m.seq) li.append(messageActions(m, mine));
   return li;
+}
+
+// bodyOf shows a text body with the "@Name" of its mentions in bold.
+function bodyOf(m) {
+  const p = el('p', { class: 'body' });
+  const r = S.rooms.get(m.room || S.current);
+  const names = (m.mentions || []).map((id) => {
+    const x = r && r.members.find((mb) => mb.account === id);
+    return x ? displayName(x.name, x.address) : (S.me && id === S.me.id ? displayName(S.me.name, S.me.address) : null);
+  }).filter(Boolean);
+  if (!names.length) { p.textContent = m.body; return p; }
+  const re = new RegExp(`(@(?:${names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')}))`);
+  for (const [i, part] of m.body.split(re).entries()) if (part) p.append(i % 2 ? el('strong', { class: 'mention', text: part }) : part);
+  return p;
+}
+
+function excerpt(text, n = 90) {
+  const s = (text || '').replace(/\s+/g, ' ').trim();
+  return s.length > n ? s.slice(0, n - 1) + '…' : s;
+}
+
+// quoteOf shows the message m replies to (from the cache; a message older
+// than the pages loaded is named only), as a button that goes to it.
+function quoteOf(m) {
+  const r = S.rooms.get(m.room || S.current);
+  const q = r && r.messages.get(m.replyTo);
+  const who = q ? (q.sender ? displayName(q.senderName, q.senderAddress) : t('system')) : t('earlierMessage');
+  return el('button', { type: 'button', class: 'quote', onclick: () => jumpTo(m.room || S.current, m.replyTo) },
+    el('span', { class: 'visually-hidden', text: `${t('inReplyTo')} ` }),
+    el('span', { class: 'quote-who', text: who }),
+    q ? el('span', { class: 'quote-text', text: q.deleted ? t('deleted') : excerpt(q.body) }) : null);
+}
+
+// messageActions: reply; edit (own text); delete (own, or the room's
+// owner); the versions of an edited or deleted message (medical record).
+function messageActions(m, mine) {
+  const r = S.rooms.get(m.room || S.current);
+  const who = displayName(m.senderName, m.senderAddress);
+  // An owner may delete others' messages; not in a direct room, where the
+  // server makes both people owners.
+  const owner = r && r.role === 'owner' && r.kind !== 'direct';
+  const box = el('div', { class: 'actions', role: 'group', 'aria-label': t('actionsFor', who) });
+  if (!m.deleted) {
+    box.append(el('button', { type: 'button', class: 'ghost small', 'data-action': 'reply', text: t('reply'), 'aria-label': t('replyTo', who),
+      onclick: () => { setCompose({ mode: 'reply', seq: m.seq }); $('composer-input').focus(); } }));
+    if (mine) box.append(el('button', { type: 'button', class: 'ghost small', 'data-action': 'edit', text: t('edit'), onclick: () => startEdit(m) }));
+    if (mine || owner) box.append(el('button', { type: 'button', class: 'ghost small', 'data-action': 'delete', text: t('delete'), onclick: () => deleteMessage(m) }));
+  }
+  if (m.edited || m.deleted) {
+    box.append(el('button', { type: 'button', class: 'ghost small', 'data-action': 'versions', 'aria-expanded': 'false', text: t('versions'),
+      onclick: (e) => toggleVersions(m, e.currentTarget) }));
+  }
+  return box;
+}
+
+async function toggleVersions(m, btn) {
+  const li = btn.closest('li');
+  const open = li.querySelector('.versions');
+  if (open) { open.remove(); btn.setAttribute('aria-expanded', 'false'); return; }
+  try {
+    const data = await api(`/api/v1/chat/rooms/${m.room || S.current}/messages/${m.seq}/history`);
+    const kinds = t('versionKinds');
+    li.insertBefore(el('ol', { class: 'versions small' }, ...(data.versions || []).map((v) => el('li', {},
+      el('span', { class: 'muted', text: `${kinds[v.kind] || v.kind} · ${fmtTime(v.time)} · ${displayName(v.senderName, v.senderAddress)}` }),
+      v.body ? el('span', { class: 'version-body', text: v.body }) : null))), btn.parentElement);
+    btn.setAttribute('aria-expanded', 'true');
+  } catch (e) {
+    showComposerError(e.code);
+  }
+}
+
+// --- reply, edit, delete ------------------------------------------------------
+
+// setCompose puts the composer in reply or edit mode (or back to normal).
+function setCompose(c) {
+  S.compose = c;
+  const r = S.rooms.get(S.current);
+  const m = c && r && r.messages.get(c.seq);
+  if (!m) S.compose = null;
+  $('composer-context').hidden = !S.compose;
+  $('composer').classList.toggle('editing', !!S.compose && c.mode === 'edit');
+  if (!S.compose) { $('composer-context-text').textContent = ''; return; }
+  $('composer-context-text').textContent = c.mode === 'edit' ? t('editing')
+    : t('replyingTo', displayName(m.senderName, m.senderAddress), excerpt(m.body, 60));
+}
+
+function cancelCompose() {
+  if (S.compose && S.compose.mode === 'edit') $('composer-input').value = '';
+  setCompose(null);
+  $('composer-input').focus();
+}
+
+function startEdit(m) {
+  setCompose({ mode: 'edit', seq: m.seq });
+  const input = $('composer-input');
+  input.value = m.body;
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+}
+
+function deleteMessage(m) {
+  if (!S.conn || !window.confirm(t('confirmDelete'))) return;
+  const clientId = newClientId();
+  S.ops.add(clientId);
+  S.conn.send({ type: 'delete', id: clientId, room: m.room || S.current, clientId, target: m.seq });
+  if (S.compose && S.compose.seq === m.seq) cancelCompose();
+}
+
+// jumpTo opens a room at a message, loading older pages until it is held
+// (bounded), then scrolls to it and gives it the focus.
+async function jumpTo(roomId, seq) {
+  if (!S.rooms.has(roomId)) return;
+  if (S.current !== roomId) await openRoom(roomId, false);
+  const r = S.rooms.get(roomId);
+  for (let i = 0; i < 20 && r && S.current === roomId && !r.messages.has(seq) && r.more && r.loaded; i++) {
+    const before = r.messages.size;
+    await loadOlder();
+    if (r.messages.size === before) break;
+  }
+  const li = document.getElementById(`m-${seq}`);
+  if (!li) return;
+  li.tabIndex = -1;
+  li.scrollIntoView({ block: 'center' });
+  li.focus({ preventScroll: true });
+  li.classList.add('flash');
+  setTimeout(() => li.classList.remove('flash'), 2000);  if (location.hash !== `#room=${roomId}`) history.replaceState(null, '', `#room=${roomId}`);
 }
 
 // renderReadMarkers puts "read by ..." under the last message each other
@@ -412,13 +554,97 @@ function sendMessage(ev) {
   if (!body || !r) return;
   if (new TextEncoder().encode(body).length > 16384) return showComposerError('too_large');
   $('composer-error').hidden = true;
+  closeMention();
   const clientId = newClientId();
-  const p = { room: r.id, body, el: messageItem({ sender: S.me.id, senderAddress: S.me.address, senderName: S.me.name, body }, true) };
+  const c = S.compose;
+  if (c && c.mode === 'edit') {
+    const m = r.messages.get(c.seq);
+    if (m && m.body !== body) { S.ops.add(clientId); S.conn.send({ type: 'edit', id: clientId, room: r.id, clientId, target: c.seq, body }); }
+    input.value = '';
+    setCompose(null);
+    return;
+  }
+  const frame = { type: 'send', id: clientId, room: r.id, clientId, body };
+  if (c && c.mode === 'reply') frame.replyTo = c.seq;
+  // Mentions picked with @ whose "@Name" is still in the text.
+  const mentions = [...S.mentions].filter(([, name]) => body.includes(`@${name}`)).map(([id]) => id);
+  if (mentions.length) frame.mentions = mentions;
+  const p = { room: r.id, frame, el: messageItem({ room: r.id, sender: S.me.id, senderAddress: S.me.address, senderName: S.me.name, body, replyTo: frame.replyTo }, true) };
   S.pending.set(clientId, p);
   $('message-list').append(p.el);
   scrollToBottom();
   input.value = '';
-  S.conn.send({ type: 'send', id: clientId, room: r.id, clientId, body });
+  S.mentions.clear();
+  setCompose(null);
+  S.conn.send(frame);
+}
+
+// --- @mentions: a listbox of the room's members under the composer -----------
+
+const MN = { items: [], active: 0, start: -1 };
+
+function fold(s) { return (s || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase(); }
+
+function updateMention() {
+  const input = $('composer-input');
+  const r = S.rooms.get(S.current);
+  const pos = input.selectionStart;
+  const m = /(^|\s)@([^\s@]{0,30})$/.exec(input.value.slice(0, pos));
+  if (!m || !r || !S.me) return closeMention();
+  const q = fold(m[2]);
+  const items = r.members.filter((x) => x.account !== S.me.id && (!q || fold(x.name).split(/\s+/).some((w) => w.startsWith(q)) ||
+    fold(x.name).startsWith(q) || x.address.toLowerCase().startsWith(q))).slice(0, 8);
+  if (!items.length) return closeMention();
+  MN.items = items; MN.start = pos - m[2].length - 1;
+  MN.active = Math.min(MN.active, items.length - 1);
+  renderMention();
+}
+
+function renderMention() {
+  const list = $('mention-list');
+  list.replaceChildren(...MN.items.map((x, i) => el('li', { id: `mention-${i}`, role: 'option', 'aria-selected': String(i === MN.active),
+    onmousedown: (e) => { e.preventDefault(); pickMention(i); } },
+  el('span', { class: 'name', text: displayName(x.name, x.address) }), el('span', { class: 'addr', text: x.address }))));
+  list.hidden = false;
+  $('composer-input').setAttribute('aria-activedescendant', `mention-${MN.active}`);
+}
+
+function closeMention() {
+  MN.items = []; MN.active = 0; MN.start = -1;
+  $('mention-list').hidden = true;
+  $('mention-list').replaceChildren();
+  $('composer-input').removeAttribute('aria-activedescendant');
+}
+
+function pickMention(i) {
+  const x = MN.items[i];
+  if (!x) return;
+  const input = $('composer-input');
+  const name = displayName(x.name, x.address);
+  const end = input.selectionStart;
+  input.value = `${input.value.slice(0, MN.start)}@${name} ${input.value.slice(end)}`;
+  const at = MN.start + name.length + 2;
+  input.setSelectionRange(at, at);
+  S.mentions.set(x.account, name);
+  closeMention();
+  input.focus();
+}
+
+// onComposerKey: the mention list's keys first (arrows, Enter/Tab to pick,
+// Escape), then Escape to leave reply/edit, Enter to send.
+function onComposerKey(e) {
+  if (MN.items.length) {
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      MN.active = (MN.active + (e.key === 'ArrowDown' ? 1 : MN.items.length - 1)) % MN.items.length;
+      renderMention();
+      return;
+    }
+    if ((e.key === 'Enter' || e.key === 'Tab') && !e.shiftKey && !e.isComposing) { e.preventDefault(); pickMention(MN.active); return; }
+    if (e.key === 'Escape') { e.preventDefault(); closeMention(); return; }
+  }
+  if (e.key === 'Escape' && S.compose) { e.preventDefault(); cancelCompose(); return; }
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); $('composer').requestSubmit(); }
 }
 
 function showComposerError(code) {
@@ -485,6 +711,110 @@ async function addMember(p) {
   } catch (e) {
     $('people-results').replaceChildren(el('li', { class: 'error', text: errorText(e.code) }));
   }
+}
+
+// --- direct conversations ------------------------------------------------------
+
+let directTimer = null, directGen = 0;
+function openDirect() {
+  $('direct-input').value = '';
+  $('direct-results').replaceChildren();
+  $('direct-dialog').showModal();
+  $('direct-input').focus();
+}
+
+async function searchDirect() {
+  const q = $('direct-input').value.trim();
+  const gen = ++directGen;
+  if (q.length < 2) { $('direct-results').replaceChildren(); return; }
+  try {
+    const data = await api(`/api/v1/chat/people?q=${encodeURIComponent(q)}&limit=10`);
+    if (gen !== directGen) return;
+    const people = (data.people || []).filter((p) => !S.me || p.address.toLowerCase() !== S.me.address.toLowerCase());
+    if (!people.length) { $('direct-results').replaceChildren(el('li', { class: 'muted', text: t('noResults') })); return; }
+    $('direct-results').replaceChildren(...people.map((p) => el('li', {},
+      el('span', {}, displayName(p.name, p.address), el('span', { class: 'addr', text: p.local ? p.address : `${p.address} · ${t('notLocal')}` })),
+      p.local ? el('button', { type: 'button', class: 'small', text: t('write'), 'aria-label': t('writeTo', displayName(p.name, p.address)),
+        onclick: () => startDirect(p) }) : null)));
+  } catch (e) {
+    if (gen === directGen) $('direct-results').replaceChildren(el('li', { class: 'error', text: errorText(e.code) }));
+  }
+}
+
+// startDirect opens the direct room with that person (one per pair,
+// created by the server if needed).
+async function startDirect(p) {
+  try {
+    const r = await api('/api/v1/chat/direct', { method: 'POST', body: { address: p.address } });
+    if (!S.rooms.has(r.id)) {
+      S.rooms.set(r.id, Object.assign({ messages: new Map(), reads: new Map(), members: [], more: true, loaded: false, activity: Date.now(), followed: true }, r));
+      S.conn.subscribe({ [r.id]: r.lastSeq || 0 });
+    } else {
+      Object.assign(S.rooms.get(r.id), { peer: r.peer });
+    }
+    $('direct-dialog').close();
+    await openRoom(r.id);
+  } catch (e) {
+    $('direct-results').replaceChildren(el('li', { class: 'error', role: 'alert', text: errorText(e.code) }));
+  }
+}
+
+// --- history search ---------------------------------------------------------------
+
+let msgSearchTimer = null, msgSearchGen = 0;
+async function searchMessages() {
+  clearTimeout(msgSearchTimer);
+  const q = $('search-input').value.trim();
+  const gen = ++msgSearchGen;
+  if (q.length < 2) { $('search-panel').hidden = true; $('search-results').replaceChildren(); return; }
+  try {
+    const data = await api(`/api/v1/chat/search?q=${encodeURIComponent(q)}&limit=30`);
+    if (gen !== msgSearchGen) return;
+    const msgs = data.messages || [];
+    $('search-panel').hidden = false;
+    if (!msgs.length) { $('search-results').replaceChildren(el('li', { class: 'muted', text: t('noResults') })); return; }
+    const words = fold(q).split(/\s+/).filter(Boolean);
+    $('search-results').replaceChildren(...msgs.map((m) => {
+      const r = S.rooms.get(m.room);
+      return el('li', {}, el('button', { type: 'button', class: 'result', 'data-room': String(m.room), 'data-seq': String(m.seq),
+        onclick: () => jumpTo(m.room, m.seq) },
+      el('span', { class: 'result-room', text: r ? roomName(r) : `#${m.room}` }),
+      el('span', { class: 'result-meta', text: `${m.sender ? displayName(m.senderName, m.senderAddress) : t('system')} · ${fmtTime(m.created)}` }),
+      highlighted(around(m.body, words), words)));
+    }));
+  } catch (e) {
+    if (gen !== msgSearchGen) return;
+    $('search-panel').hidden = false;
+    $('search-results').replaceChildren(el('li', { class: 'error', text: errorText(e.code) }));
+  }
+}
+
+// around cuts a body to about 120 characters around the first word found.
+function around(body, words) {
+  const text = (body || '').replace(/\s+/g, ' ').trim();
+  const f = fold(text);
+  let at = -1;
+  for (const w of words) { const i = f.indexOf(w); if (i >= 0 && (at < 0 || i < at)) at = i; }
+  if (text.length <= 120 || at < 40) return excerpt(text, 120);
+  return '…' + excerpt(text.slice(at - 40), 119);
+}
+
+// highlighted marks the words searched (accents and case folded; folding
+// keeps offsets for the Latin letters the chat meets).
+function highlighted(text, words) {
+  const out = el('span', { class: 'result-text' });
+  const f = fold(text);
+  let i = 0;
+  while (i < text.length) {
+    let hit = null;
+    for (const w of words) if (w && f.startsWith(w, i) && (i === 0 || !/[\p{L}\p{N}]/u.test(f[i - 1]))) { hit = w; break; }
+    if (hit && f.length === text.length) { out.append(el('mark', { text: text.slice(i, i + hit.length) })); i += hit.length; continue; }
+    let j = i + 1;
+    while (j < text.length && !words.some((w) => w && f.startsWith(w, j))) j++;
+    out.append(text.slice(i, j));
+    i = j;
+  }
+  return out;
 }
 
 // --- new room --------------------------------------------------------------
@@ -591,11 +921,20 @@ function onEvent(f) {
       const r = S.rooms.get(f.room);
       if (!r) return;
       bumpSeq(r, f.seq);
-      if (f.message) r.messages.set(f.target, f.message);
+      // The event names its target; the target keeps its place and now
+      // reads the new body, or is shown deleted (PROTOCOL.md 2.2).
+      const old = r.messages.get(f.target);
+      if (old && f.message) {
+        const when = f.message.created;
+        r.messages.set(f.target, f.type === 'edit' ? Object.assign({}, old, { body: f.message.body, edited: when })
+          : Object.assign({}, old, { body: '', deleted: true, edited: when }));
+      }
       if (S.current === r.id) {
-        const old = document.getElementById(`m-${f.target}`);
-        if (old && f.message) old.replaceWith(messageItem(f.message));
-        renderReadMarkers(r);
+        const keep = document.activeElement && document.activeElement.closest && document.activeElement.closest('#message-list li.msg');
+        renderMessages(r);
+        if (keep && keep.id) { const li = document.getElementById(keep.id); if (li) { li.tabIndex = -1; li.focus({ preventScroll: true }); } }
+        if (S.compose && S.compose.seq === f.target && f.type === 'delete') setCompose(null);
+        markRead(r);
       }
       return;
     }
@@ -614,11 +953,12 @@ function onEvent(f) {
       if (!n || S.notifications.some((x) => x.id === n.id)) return;
       S.notifications.unshift(n);
       renderNotifications();
-      browserNotify(t('newDocument'), n.text || '', n.room);
+      browserNotify((t('notifKinds') || {})[n.kind] || t('newDocument'), n.text || '', n.room);
       if (n.room && !S.rooms.has(n.room)) loadRooms().catch(() => {});
       return;
     }
     case 'ack': {
+      if (f.ref) S.ops.delete(f.ref);
       const p = S.pending.get(f.clientId);
       if (p) p.el.classList.add('acked');
       return;
@@ -686,6 +1026,9 @@ function clearTyping(room) {
 }
 
 function onError(f) {
+  // An edit or delete refused (its target gone, or not allowed): say so,
+  // the room stays.
+  if (f.ref && S.ops.delete(f.ref)) { showComposerError(f.code); return; }
   if (f.code === 'not_found' && f.room) { dropRoom(f.room); return; }
   const p = f.ref && S.pending.get(f.ref);
   if (p && f.code !== 'rate_limited' && f.code !== 'internal') {
@@ -719,7 +1062,10 @@ async function onResync(roomId) {
 function route() {
   const params = new URLSearchParams(location.hash.slice(1));
   const id = Number(params.get('room'));
-  if (id && S.rooms.has(id) && id !== S.current) openRoom(id);
+  const seq = Number(params.get('seq'));
+  if (!id || !S.rooms.has(id)) return;
+  if (seq) { jumpTo(id, seq); return; }
+  if (id !== S.current) openRoom(id);
 }
 
 // --- boot --------------------------------------------------------------------
@@ -731,15 +1077,22 @@ function bind() {
     if (S.current) clearTyping(S.current);
     renderRooms(); renderNotifications();
     const r = S.rooms.get(S.current);
-    if (r) { $('room-subtitle').textContent = r.kind === 'patient' ? t('patient', r.patientName, r.patientIns) : r.kind === 'direct' ? t('direct') : t('team'); renderMessages(r); renderMembers(r); }
+    if (r) { $('room-subtitle').textContent = roomSubtitle(r); renderMessages(r); renderMembers(r); setCompose(S.compose); }
   });
   $('login-form').addEventListener('submit', login);
   $('logout-form').addEventListener('submit', logout);
   $('composer').addEventListener('submit', sendMessage);
-  $('composer-input').addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); $('composer').requestSubmit(); }
-  });
-  $('composer-input').addEventListener('input', onComposerInput);
+  $('composer-input').addEventListener('keydown', onComposerKey);
+  $('composer-input').addEventListener('input', () => { onComposerInput(); updateMention(); });
+  $('composer-input').addEventListener('blur', () => setTimeout(closeMention, 150));
+  $('composer-context-cancel').addEventListener('click', cancelCompose);
+  $('search-form').addEventListener('submit', (e) => { e.preventDefault(); searchMessages(); });
+  $('search-input').addEventListener('input', () => { clearTimeout(msgSearchTimer); msgSearchTimer = setTimeout(searchMessages, 300); });
+  $('search-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') { $('search-input').value = ''; searchMessages(); } });
+  $('new-direct-button').addEventListener('click', openDirect);
+  $('direct-cancel').addEventListener('click', () => $('direct-dialog').close());
+  $('direct-form').addEventListener('submit', (e) => { e.preventDefault(); searchDirect(); });
+  $('direct-input').addEventListener('input', () => { clearTimeout(directTimer); directTimer = setTimeout(searchDirect, 200); });
   $('people-input').addEventListener('input', onPeopleInput);
   $('people-form').addEventListener('submit', (e) => { e.preventDefault(); searchPeople(); });
   $('new-room-button').addEventListener('click', openNewRoom);

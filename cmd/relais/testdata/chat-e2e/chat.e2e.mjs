@@ -4,7 +4,10 @@
 // Chromium log in, one creates a patient room and adds the other, they
 // exchange messages and see each other's read markers; a discharge letter
 // sent through the documents API (curl, API token) to a room member shows
-// in the room within 2 s. Screenshots of the main screens go to
+// in the room within 2 s. Then history search, a reply (quoted), an edit
+// ("modifié"), an owner's delete ("supprimé", versions kept), an
+// @mention notifying the other user, and a direct conversation started
+// from the directory search. Screenshots of the main screens go to
 // RELAIS_SHOTS. Exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
@@ -179,6 +182,103 @@ try {
   if (n !== 60) throw new Error(`after scrolling up: ${n} messages, want 60`);
   await pa.waitForSelector('#history-status:has-text("Début de la conversation")');
   await shot(pa, '10-history');
+
+  step('search finds a message and opens its room');
+  // A is in the team room; the search runs across all of A's rooms.
+  await pa.fill('#search-input', 'domicile');
+  const hit = pa.locator('#search-results .result', { hasText: 'je passe à domicile' });
+  await hit.waitFor();
+  if (!(await hit.textContent()).includes('Suivi Mme TEST')) throw new Error('the search result does not name its room');
+  await pa.waitForSelector('#search-results mark:text-is("domicile")');
+  await shot(pa, '11-search');
+  await hit.click();
+  await pa.waitForSelector('#room-title:has-text("Suivi Mme TEST")');
+  await pa.waitForSelector('#message-list .msg.flash .body:has-text("je passe à domicile")');
+  await pa.fill('#search-input', '');
+  await pa.press('#search-input', 'Escape');
+
+  const msgOf = (p, text) => p.locator('#message-list li.msg', { has: p.locator('.body', { hasText: text }) });
+  // The message's actions show on hover (or keyboard focus), as for a user.
+  const act = async (li, action) => { await li.hover(); await li.locator(`button[data-action="${action}"]`).click(); };
+
+  step('a reply shows the quoted message');
+  await msgOf(pb, 'la patiente sort demain').hover();
+  await shot(pb, '12a-actions');
+  await act(msgOf(pb, 'la patiente sort demain'), 'reply');
+  await pb.waitForSelector('#composer-context:not([hidden]):has-text("la patiente sort demain")');
+  await pb.fill('#composer-input', 'Je prends le relais pour la sortie.');
+  await pb.press('#composer-input', 'Enter');
+  for (const p of [pa, pb]) {
+    await msgOf(p, 'Je prends le relais').locator('.quote', { hasText: 'la patiente sort demain' }).waitFor();
+  }
+  if (!(await pb.locator('#composer-context').isHidden())) throw new Error('the reply bar stays after sending');
+  await shot(pa, '12-reply');
+
+  step('an edit shows "modifié"');
+  await act(msgOf(pa, 'la patiente sort demain matin'), 'edit');
+  if (await pa.inputValue('#composer-input') !== 'Bonjour, la patiente sort demain matin.') throw new Error('the composer does not hold the text to edit');
+  await pa.fill('#composer-input', 'Bonjour, la patiente sort demain à 10 h.');
+  await pa.press('#composer-input', 'Enter');
+  for (const p of [pa, pb]) {
+    await msgOf(p, 'sort demain à 10 h').locator('.edited:has-text("modifié")').waitFor();
+    // The quote of the reply follows the edit.
+    await msgOf(p, 'Je prends le relais').locator('.quote', { hasText: 'sort demain à 10 h' }).waitFor();
+  }
+  // Only the author may edit: B has no edit button on A's message.
+  if (await msgOf(pb, 'sort demain à 10 h').locator('button[data-action="edit"]').count() !== 0) throw new Error('B may edit A\'s message');
+  await shot(pb, '13-edit');
+
+  step('a delete shows "supprimé", the history is kept');
+  // A owns the room: A deletes B's reply.
+  pa.once('dialog', (d) => d.accept());
+  await act(msgOf(pa, 'Je prends le relais'), 'delete');
+  for (const p of [pa, pb]) await p.waitForSelector('#message-list .msg.deleted .body:has-text("supprimé")');
+  if (await pb.locator('#message-list .body:has-text("Je prends le relais")').count() !== 0) throw new Error('the deleted text is still shown');
+  const deleted = pb.locator('#message-list .msg.deleted');
+  await act(deleted, 'versions');
+  await deleted.locator('.versions li', { hasText: 'Je prends le relais' }).waitFor();
+  if (await deleted.locator('.versions li').count() !== 2) throw new Error('the versions are not original + deletion');
+  await shot(pb, '14-delete');
+
+  step('a mention notifies the other user');
+  await pa.click('#composer-input');
+  await pa.keyboard.type('@Luc');
+  await pa.waitForSelector(`#mention-list:not([hidden]) li[aria-selected="true"]:has-text("${B.address}")`);
+  await shot(pa, '15-mention-pick');
+  await pa.keyboard.press('Enter');
+  await pa.keyboard.type('peux-tu vérifier le traitement ?');
+  const typed = await pa.inputValue('#composer-input');
+  if (!/^@\S.* peux-tu/.test(typed)) throw new Error(`the mention was not inserted: ${typed}`);
+  await pa.keyboard.press('Enter');
+  await pb.waitForSelector('#message-list .msg.mention-me .body:has-text("vérifier le traitement") strong.mention');
+  await pb.waitForSelector('#notif-count:not([hidden])');
+  await pb.click('#notif-button');
+  await pb.waitForSelector('#notif-panel:not([hidden]) #notif-list li:has-text("mentionné")');
+  await shot(pb, '16-mention-b');
+  // The notification's link goes to the message.
+  await pb.click('#notif-list a:has-text("mentionné")');
+  await pb.waitForSelector('#message-list .msg.flash .body:has-text("vérifier le traitement")');
+  await pb.keyboard.press('Escape');
+
+  step('a direct conversation opens from the directory search');
+  await pa.click('#new-direct-button');
+  await pa.fill('#direct-input', B.address.split('@')[0]);
+  const write = pa.locator('#direct-results li', { hasText: B.address }).getByRole('button');
+  await write.waitFor();
+  await shot(pa, '17-direct-search');
+  await write.click();
+  await pa.waitForSelector('#direct-dialog:not([open])', { state: 'attached' });
+  await pa.waitForSelector(`#room-subtitle:has-text("${B.address}")`);
+  const directTitle = await pa.textContent('#room-title');
+  if (!directTitle.toLowerCase().includes(B.name.split(' ')[0].toLowerCase())) throw new Error(`direct room title: ${directTitle}`);
+  await pa.fill('#composer-input', 'Message direct : on s’appelle ce soir ?');
+  await pa.press('#composer-input', 'Enter');
+  const directB = pb.locator('#room-list button', { hasText: A.name });
+  await directB.waitFor();
+  await directB.click();
+  await pb.waitForSelector('#message-list .msg:not(.pending) .body:has-text("on s’appelle ce soir")');
+  await pb.waitForSelector('#room-subtitle:has-text("Conversation directe")');
+  await shot(pb, '18-direct-b');
 
   step('English labels');
   await pb.click('.top-actions .lang-toggle');
