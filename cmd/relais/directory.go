@@ -3,8 +3,6 @@ package main
 import (
 	"archive/zip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,16 +153,12 @@ func runCertAdd(e *env, args []string) error {
 	}
 	defer st.Close()
 	for _, c := range certs {
-		sum := sha256.Sum256(c.Raw)
-		subject, _ := directory.SubjectDN(c)
-		rec := storage.Certificate{
-			Address: address, DER: c.Raw, Fingerprint: hex.EncodeToString(sum[:]), Subject: subject,
-			NotBefore: c.NotBefore, NotAfter: c.NotAfter, Source: storage.SourceAdmin,
-		}
+		// A subject that is not a DN still attaches, without its text.
+		rec, _ := directoryCertificate(address, c)
 		if err := st.PutCertificate(context.Background(), rec); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "attached to %s: %s (sha256 %s, valid until %s)\n", address, subject, rec.Fingerprint, c.NotAfter.Format(time.DateOnly))
+		fmt.Fprintf(e.stdout, "attached to %s: %s (sha256 %s, valid until %s)\n", address, rec.Subject, rec.Fingerprint, c.NotAfter.Format(time.DateOnly))
 	}
 	return nil
 }

@@ -300,21 +300,28 @@ type certPublisher interface {
 // encryption to remote recipients find it. The demo bootstrap calls it for
 // its practitioners.
 func publishCertificate(ctx context.Context, st certPublisher, c pki.Certificate) error {
-	sum := sha256.Sum256(c.Certificate.Raw)
-	subject, err := directory.SubjectDN(c.Certificate)
-	if err != nil {
-		return err
-	}
 	for _, addr := range c.Emails {
-		rec := storage.Certificate{
-			Address: addr, DER: c.Certificate.Raw, Fingerprint: hex.EncodeToString(sum[:]), Subject: subject,
-			NotBefore: c.NotBefore, NotAfter: c.NotAfter, Source: storage.SourceAdmin,
+		rec, err := directoryCertificate(addr, c.Certificate)
+		if err != nil {
+			return err
 		}
 		if err := st.PutCertificate(ctx, rec); err != nil {
 			return fmt.Errorf("publishing the certificate of %s: %w", addr, err)
 		}
 	}
 	return nil
+}
+
+// directoryCertificate is the directory's record of c attached to address
+// by an administrator. The error says the subject could not be written as
+// a DN (the record is still usable, with an empty Subject).
+func directoryCertificate(address string, c *x509.Certificate) (storage.Certificate, error) {
+	sum := sha256.Sum256(c.Raw)
+	subject, err := directory.SubjectDN(c)
+	return storage.Certificate{
+		Address: address, DER: c.Raw, Fingerprint: hex.EncodeToString(sum[:]), Subject: subject,
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Source: storage.SourceAdmin,
+	}, err
 }
 
 func pkiWriteChain(path string, c pki.Certificate) error {
