@@ -52,7 +52,6 @@ package dirapi
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -492,9 +491,7 @@ func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
 		badRequest(w, "the store refused this query as invalid")
 		return
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
+	id := jsonhttp.Ref()
 	a.log.Error("directory api: store error", "err", err, "path", r.URL.Path, "correlation_id", id)
 	jsonhttp.Error(w, http.StatusInternalServerError, "internal", "internal error", id)
 }

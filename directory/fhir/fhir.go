@@ -42,6 +42,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/relais-mssante/relais/internal/jsonhttp"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -940,9 +941,7 @@ func (s *server) internal(w http.ResponseWriter, r *http.Request, err error) {
 		writeOutcome(w, http.StatusBadRequest, "invalid", "the directory refused this search as invalid")
 		return
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
+	id := jsonhttp.Ref()
 	s.log.Error("fhir: store error", "err", err, "path", r.URL.Path, "correlation_id", id)
 	writeOutcome(w, http.StatusInternalServerError, "exception", "internal error, reference "+id)
 }

@@ -4,6 +4,8 @@
 package jsonhttp
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 )
@@ -40,4 +42,13 @@ type ErrorDetail struct {
 // Error answers status with an ErrorBody.
 func Error(w http.ResponseWriter, status int, code, msg, ref string) {
 	Write(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg, Reference: ref}})
+}
+
+// Ref returns a new correlation id: the reference an internal error's
+// answer gives and its log line records, so that neither shows the other's
+// details.
+func Ref() string {
+	var b [6]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
 }

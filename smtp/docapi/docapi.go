@@ -535,7 +535,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 			jsonhttp.Error(w, http.StatusUnprocessableEntity, "refused", truncate(text, maxMessage), "")
 			return
 		}
-		ref := newRef()
+		ref := jsonhttp.Ref()
 		h.log.Error("documents api: sending failed", slog.Int64("account", int64(acct.ID)), slog.String("message_id", msgID),
 			slog.String("err", err.Error()), slog.String("correlation_id", ref))
 		w.Header().Set("Retry-After", "60")
@@ -556,7 +556,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Sent but not recorded: the status is still readable by
 		// Message-ID through /api/v1/messages/{id}/status.
-		ref := newRef()
+		ref := jsonhttp.Ref()
 		h.log.Error("documents api: recording a sent document", slog.Int64("account", int64(acct.ID)),
 			slog.String("message_id", msgID), slog.String("err", err.Error()), slog.String("correlation_id", ref))
 		jsonhttp.Error(w, http.StatusInternalServerError, "internal", "the document was sent (Message-ID "+msgID+") but not recorded", ref)
@@ -631,15 +631,9 @@ func validID(id string) bool {
 }
 
 func (h *handler) internal(w http.ResponseWriter, what string, err error) {
-	ref := newRef()
+	ref := jsonhttp.Ref()
 	h.log.Error("documents api: "+what, slog.String("err", err.Error()), slog.String("correlation_id", ref))
 	jsonhttp.Error(w, http.StatusInternalServerError, "internal", "internal error", ref)
-}
-
-func newRef() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // truncate bounds s to n bytes on a rune boundary, one line.

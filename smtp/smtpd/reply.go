@@ -28,7 +28,6 @@ var (
 	errNoFrom            = errors.New("no valid From header")
 	errFromNotOwned      = errors.New("header From address not owned by the account")
 	errShuttingDown      = errors.New("server shutting down")
-	errPeerRefused       = errors.New("peer refused by the trust policy")
 	errTLSRequired       = errors.New("inbound MAIL before STARTTLS")
 	errNoOperatorCert    = errors.New("no client certificate of an operator of the trust space")
 	errSenderNotOperator = errors.New("sender domain not served by the operator of the client certificate")
@@ -73,7 +72,6 @@ var replies = []struct {
 	{errNoFrom, code(550, 5, 6, 0, "Message has no valid From header")},                                   // RFC 5322 3.6
 	{errFromNotOwned, code(550, 5, 7, 1, "From address not owned by the authenticated account")},          // RFC 6409 8.1
 	{errShuttingDown, code(421, 4, 3, 2, "Service shutting down, try again later")},                       // RFC 5321 3.8
-	{errPeerRefused, code(554, 5, 7, 1, "Access denied")},                                                 // RFC 5321 3.1
 	{errTLSRequired, code(530, 5, 7, 0, "Must issue a STARTTLS command first")},                           // RFC 3207 4
 	{errNoOperatorCert, code(550, 5, 7, 1, "A client certificate of an MSSante operator is required")},    // RFC 3463 5.7.1
 	{errSenderNotOperator, code(550, 5, 7, 1, "Sender domain is not served by your operator")},            // RFC 3463 5.7.1

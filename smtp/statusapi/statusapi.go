@@ -16,8 +16,6 @@ package statusapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -70,7 +68,7 @@ func Handler(st Statuses, log *slog.Logger) http.Handler {
 		}
 		list, err := st.DeliveryStatuses(r.Context(), acct.ID, id)
 		if err != nil {
-			ref := newRef()
+			ref := jsonhttp.Ref()
 			log.Error("status api: store error", "err", err, "correlation_id", ref)
 			jsonhttp.Error(w, http.StatusInternalServerError, "internal", "internal error", ref)
 			return
@@ -86,10 +84,4 @@ func Handler(st Statuses, log *slog.Logger) http.Handler {
 		jsonhttp.Write(w, http.StatusOK, ans)
 	})
 	return mux
-}
-
-func newRef() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
