@@ -174,3 +174,29 @@ func (s *Subscription) Close() {
 		s.feed.unsubscribe(s)
 	}
 }
+
+// Lost marks every subscriber overflowed: changes may have been missed (the
+// link that brings other nodes' changes was down), so every reader must
+// resynchronise from the store.
+func (f *Feed) Lost() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range f.subs {
+		for s := range m {
+			s.lose()
+		}
+	}
+}
+
+func (s *Subscription) lose() {
+	s.mu.Lock()
+	if !s.closed {
+		s.overflowed = true
+		s.pending = nil
+	}
+	s.mu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}

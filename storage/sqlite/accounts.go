@@ -5,45 +5,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/relais-mssante/relais/storage"
 )
 
-// normDomain lower-cases a domain name and checks it is a plausible
-// A-label host name (RFC 5321 4.1.2 Domain; IDNA conversion is the caller's).
-func normDomain(name string) (string, error) {
-	d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
-	if d == "" || len(d) > 253 {
-		return "", fmt.Errorf("domain %q: %w", name, storage.ErrInvalid)
-	}
-	for i := 0; i < len(d); i++ {
-		c := d[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return "", fmt.Errorf("domain %q: %w", name, storage.ErrInvalid)
-		}
-	}
-	return d, nil
-}
-
-// normAddress splits an address into its canonical form (local part as
-// given, domain lower-case), its lookup key (all lower-case) and its domain.
-func normAddress(address string) (canon, key, domain string, err error) {
-	local, dom, ok := strings.Cut(strings.TrimSpace(address), "@")
-	if !ok || local == "" || strings.ContainsAny(local, " \t\r\n<>@") || len(local) > 64 {
-		return "", "", "", fmt.Errorf("address %q: %w", address, storage.ErrInvalid)
-	}
-	if dom, err = normDomain(dom); err != nil {
-		return "", "", "", err
-	}
-	canon = local + "@" + dom
-	return canon, strings.ToLower(canon), dom, nil
-}
+// normAddress is storage.NormAddress (queue.go uses it too).
+var normAddress = storage.NormAddress
 
 // AddDomain adds a served domain.
 func (s *Store) AddDomain(ctx context.Context, name string) (storage.Domain, error) {
-	d, err := normDomain(name)
+	d, err := storage.NormDomain(name)
 	if err != nil {
 		return storage.Domain{}, fmt.Errorf("sqlite: add domain: %w", err)
 	}
@@ -90,7 +62,7 @@ func (s *Store) Domains(ctx context.Context) ([]storage.Domain, error) {
 
 // HasDomain reports whether name is served.
 func (s *Store) HasDomain(ctx context.Context, name string) (bool, error) {
-	d, err := normDomain(name)
+	d, err := storage.NormDomain(name)
 	if err != nil {
 		return false, nil
 	}

@@ -9,10 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/relais-mssante/relais/storage"
-	"github.com/relais-mssante/relais/storage/dirkey"
 )
 
 // The chat (storage.ChatStore) and the audit log (storage.AuditStore),
@@ -25,8 +23,8 @@ import (
 //
 // Search uses SQLite FTS5 (compiled into modernc.org/sqlite): chat_fts is a
 // contentless table (contentless_delete=1) over the current body of each
-// message, folded with dirkey.Name (lower case, no accents, words of
-// letters and digits), whose rowid is the message row's id. A query is
+// message, folded by storage.ChatSearchText (lower case, no accents, words
+// of letters and digits), whose rowid is the message row's id. A query is
 // folded the same way and each word becomes a prefix term, all required.
 
 var (
@@ -34,45 +32,8 @@ var (
 	_ storage.AuditStore = (*Store)(nil)
 )
 
-// maxSeq bounds the sequence numbers a caller may pass: SQLite integers are
-// signed, and no room gets anywhere near it. Larger values are lowered to it
-// (they name no event).
-const maxSeq = 1 << 62
-
-func seqArg(seq uint64) uint64 { return min(seq, maxSeq) }
-
 // maxSearchWords bounds the words of a search query (the rest are ignored).
-const maxSearchWords = 16
-
-// chatMessageKind reports whether k is a message (not an edit or deletion).
-func chatMessageKind(k storage.ChatKind) bool {
-	return k == storage.ChatText || k == storage.ChatSystem || k == storage.ChatDocument
-}
-
-// chatText checks a name-like text: valid UTF-8, no line breaks or NUL, at
-// most max bytes.
-func chatText(what, s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("%s of %d bytes: %w", what, len(s), storage.ErrTooLarge)
-	}
-	if !utf8.ValidString(s) || !plainText(s, max) {
-		return fmt.Errorf("%s: %w", what, storage.ErrInvalid)
-	}
-	return nil
-}
-
-// normINS removes white space from an INS ("2 99 99 ..." as typed): rooms
-// are stored and looked up by this form.
-func normINS(ins string) string {
-	return strings.Join(strings.Fields(ins), "")
-}
-
-func checkLimit(limit int) (int, error) {
-	if limit < 1 {
-		return 0, fmt.Errorf("limit %d: %w", limit, storage.ErrInvalid)
-	}
-	return min(limit, storage.MaxChatPage), nil
-}
+const maxSearchWords = storage.MaxChatSearchWords
 
 // chatRole returns acct's role in room; not a member and no such room are
 // the same ErrNotFound.
@@ -139,49 +100,14 @@ func roomByID(ctx context.Context, q querier, id storage.RoomID) (storage.Room, 
 // other members RoleMember.
 func (s *Store) CreateRoom(ctx context.Context, nr storage.NewRoom) (storage.Room, error) {
 	const op = "create room"
-	nr.PatientINS = normINS(nr.PatientINS)
-	switch nr.Kind {
-	case storage.RoomTeam:
-		if nr.PatientINS != "" || nr.PatientName != "" {
-			return storage.Room{}, fmt.Errorf("sqlite: %s: team room with a patient: %w", op, storage.ErrInvalid)
-		}
-	case storage.RoomPatient:
-		if nr.PatientINS == "" {
-			return storage.Room{}, fmt.Errorf("sqlite: %s: patient room without INS: %w", op, storage.ErrInvalid)
-		}
-	default:
-		return storage.Room{}, fmt.Errorf("sqlite: %s: kind %q: %w", op, nr.Kind, storage.ErrInvalid)
-	}
-	if nr.Name == "" || strings.TrimSpace(nr.Name) == "" {
-		return storage.Room{}, fmt.Errorf("sqlite: %s: empty name: %w", op, storage.ErrInvalid)
-	}
-	for _, c := range []struct {
-		what, s string
-		max     int
-	}{{"name", nr.Name, storage.MaxRoomName}, {"patient name", nr.PatientName, storage.MaxRoomName}, {"INS", nr.PatientINS, storage.MaxINS}} {
-		if err := chatText(c.what, c.s, c.max); err != nil {
-			return storage.Room{}, fmt.Errorf("sqlite: %s: %w", op, err)
-		}
-	}
-	if nr.CreatedBy <= 0 {
-		return storage.Room{}, fmt.Errorf("sqlite: %s: no creator: %w", op, storage.ErrInvalid)
-	}
-	var members []storage.AccountID
-	for _, m := range nr.Members {
-		if m <= 0 {
-			return storage.Room{}, fmt.Errorf("sqlite: %s: member %d: %w", op, m, storage.ErrInvalid)
-		}
-		if m != nr.CreatedBy && !slices.Contains(members, m) {
-			members = append(members, m)
-		}
-		if len(members)+1 > storage.MaxRoomMembers {
-			return storage.Room{}, fmt.Errorf("sqlite: %s: more than %d members: %w", op, storage.MaxRoomMembers, storage.ErrTooLarge)
-		}
+	members, err := storage.CheckNewRoom(&nr)
+	if err != nil {
+		return storage.Room{}, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	now := time.Now()
 	room := storage.Room{Kind: nr.Kind, Name: nr.Name, PatientINS: nr.PatientINS, PatientName: nr.PatientName,
 		Created: fromUnixNano(now.UnixNano()), CreatedBy: nr.CreatedBy}
-	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+	err = s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		for _, a := range append([]storage.AccountID{nr.CreatedBy}, members...) {
 			if err := accountExists(ctx, tx, a); err != nil {
 				return err
@@ -224,23 +150,16 @@ func insertMember(ctx context.Context, tx *sql.Tx, room storage.RoomID, acct sto
 	return err
 }
 
-func directKey(a, b storage.AccountID) string {
-	if a > b {
-		a, b = b, a
-	}
-	return fmt.Sprintf("%d:%d", a, b)
-}
-
 // DirectRoom returns the direct room of a and b, creating it if needed.
 func (s *Store) DirectRoom(ctx context.Context, a, b storage.AccountID) (storage.Room, error) {
 	const op = "direct room"
-	if a <= 0 || b <= 0 || a == b {
-		return storage.Room{}, fmt.Errorf("sqlite: %s: accounts %d and %d: %w", op, a, b, storage.ErrInvalid)
+	key, err := storage.CheckDirectPair(a, b)
+	if err != nil {
+		return storage.Room{}, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	key := directKey(a, b)
 	var room storage.Room
 	// The common case, the room exists, needs no write.
-	err := s.read(ctx, op, func(tx *sql.Tx) error {
+	err = s.read(ctx, op, func(tx *sql.Tx) error {
 		var err error
 		room, err = scanRoom(tx.QueryRowContext(ctx, `SELECT `+roomCols+` FROM chat_rooms r WHERE r.direct_key = ?`, key))
 		return err
@@ -346,7 +265,7 @@ func (s *Store) Rooms(ctx context.Context, acct storage.AccountID) ([]storage.Ro
 
 // RoomsByINS lists the patient rooms for ins that acct is a member of.
 func (s *Store) RoomsByINS(ctx context.Context, acct storage.AccountID, ins string) ([]storage.Room, error) {
-	ins = normINS(ins)
+	ins = storage.NormINS(ins)
 	if ins == "" {
 		return nil, fmt.Errorf("sqlite: rooms by INS: empty INS: %w", storage.ErrInvalid)
 	}
@@ -373,8 +292,8 @@ func (s *Store) RoomsByINS(ctx context.Context, acct storage.AccountID, ins stri
 // AddMember adds acct to the room on behalf of by, a member.
 func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct storage.AccountID, role storage.RoomRole) error {
 	const op = "add member"
-	if role != storage.RoleOwner && role != storage.RoleMember {
-		return fmt.Errorf("sqlite: %s: role %q: %w", op, role, storage.ErrInvalid)
+	if err := storage.CheckRole(role); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	if acct <= 0 {
 		return fmt.Errorf("sqlite: %s: account %d: %w", op, acct, storage.ErrInvalid)
@@ -494,80 +413,6 @@ func (s *Store) MemberRole(ctx context.Context, room storage.RoomID, acct storag
 	return role, nil
 }
 
-// checkPost validates an event before its write transaction.
-func checkPost(m *storage.NewChatMessage) error {
-	if m.Room <= 0 || m.Sender < 0 {
-		return fmt.Errorf("room %d, sender %d: %w", m.Room, m.Sender, storage.ErrInvalid)
-	}
-	switch m.Kind {
-	case storage.ChatText:
-		if strings.TrimSpace(m.Body) == "" {
-			return fmt.Errorf("empty body: %w", storage.ErrInvalid)
-		}
-	case storage.ChatSystem, storage.ChatDocument:
-	case storage.ChatEdit:
-		if strings.TrimSpace(m.Body) == "" {
-			return fmt.Errorf("empty edit: %w", storage.ErrInvalid)
-		}
-	case storage.ChatDelete:
-		if m.Body != "" {
-			return fmt.Errorf("deletion with a body: %w", storage.ErrInvalid)
-		}
-	default:
-		return fmt.Errorf("kind %q: %w", m.Kind, storage.ErrInvalid)
-	}
-	if m.Sender == 0 && m.Kind != storage.ChatSystem && m.Kind != storage.ChatDocument {
-		return fmt.Errorf("%s without a sender: %w", m.Kind, storage.ErrInvalid)
-	}
-	m.ReplyTo, m.Target = seqArg(m.ReplyTo), seqArg(m.Target)
-	if chatMessageKind(m.Kind) != (m.Target == 0) {
-		return fmt.Errorf("%s with target %d: %w", m.Kind, m.Target, storage.ErrInvalid)
-	}
-	if len(m.Body) > storage.MaxChatBody {
-		return fmt.Errorf("body of %d bytes: %w", len(m.Body), storage.ErrTooLarge)
-	}
-	if !utf8.ValidString(m.Body) || strings.ContainsRune(m.Body, 0) {
-		return fmt.Errorf("body: %w", storage.ErrInvalid)
-	}
-	if err := chatText("client id", m.ClientID, storage.MaxClientID); err != nil {
-		return err
-	}
-	if len(m.Mentions) > storage.MaxMentions {
-		return fmt.Errorf("%d mentions: %w", len(m.Mentions), storage.ErrTooLarge)
-	}
-	var mentions []storage.AccountID
-	for _, a := range m.Mentions {
-		if a <= 0 {
-			return fmt.Errorf("mention %d: %w", a, storage.ErrInvalid)
-		}
-		if !slices.Contains(mentions, a) {
-			mentions = append(mentions, a)
-		}
-	}
-	m.Mentions = mentions
-	if len(m.Attachments) > storage.MaxAttachments {
-		return fmt.Errorf("%d attachments: %w", len(m.Attachments), storage.ErrTooLarge)
-	}
-	for _, a := range m.Attachments {
-		switch a.Kind {
-		case storage.AttachDocument:
-			if a.Document <= 0 || a.Mailbox != 0 || a.UID != 0 {
-				return fmt.Errorf("document attachment: %w", storage.ErrInvalid)
-			}
-		case storage.AttachMessage:
-			if a.Mailbox <= 0 || a.UID == 0 || a.Document != 0 {
-				return fmt.Errorf("message attachment: %w", storage.ErrInvalid)
-			}
-		default:
-			return fmt.Errorf("attachment kind %q: %w", a.Kind, storage.ErrInvalid)
-		}
-		if err := chatText("attachment name", a.Name, storage.MaxAttachmentName); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Queries repeat the WHERE of a partial index (client_id != '', target !=
 // 0) so that SQLite may use it: it does not infer it from a bound value.
 
@@ -639,19 +484,16 @@ func messageTarget(ctx context.Context, q querier, room storage.RoomID, seq uint
 		return t, err
 	}
 	t.kind, t.deleted = storage.ChatKind(kind), deleted != 0
-	if !chatMessageKind(t.kind) {
+	if !t.kind.IsMessage() {
 		return t, fmt.Errorf("event %d of room %d is not a message: %w", seq, room, storage.ErrNotFound)
 	}
 	return t, nil
 }
 
-// ftsText is what chat_fts indexes for a body.
-func ftsText(body string) string { return dirkey.Name(body) }
-
 // Post adds an event to a room (see storage.ChatStore.Post).
 func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.ChatMessage, bool, error) {
 	const op = "post"
-	if err := checkPost(&m); err != nil {
+	if err := storage.CheckPost(&m); err != nil {
 		return storage.ChatMessage{}, false, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	var mentions, attachments string
@@ -671,7 +513,7 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 	}
 	folded := ""
 	if m.Kind != storage.ChatDelete {
-		folded = ftsText(m.Body)
+		folded = storage.ChatSearchText(m.Body)
 	}
 	var out storage.ChatMessage
 	var dup bool
@@ -784,7 +626,7 @@ func (s *Store) Message(ctx context.Context, room storage.RoomID, acct storage.A
 		}
 		var err error
 		out, err = scanChatMessage(tx.QueryRowContext(ctx, `SELECT `+msgCols+` FROM chat_messages m`+msgJoin+`
-			WHERE m.room = ? AND m.seq = ?`, room, seqArg(seq)))
+			WHERE m.room = ? AND m.seq = ?`, room, storage.ClampSeq(seq)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
 		}
@@ -795,7 +637,7 @@ func (s *Store) Message(ctx context.Context, room storage.RoomID, acct storage.A
 
 // MessagesAfter returns the events after a sequence number, in order.
 func (s *Store) MessagesAfter(ctx context.Context, room storage.RoomID, acct storage.AccountID, after uint64, limit int) ([]storage.ChatMessage, error) {
-	limit, err := checkLimit(limit)
+	limit, err := storage.ChatLimit(limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: messages after: %w", err)
 	}
@@ -805,7 +647,7 @@ func (s *Store) MessagesAfter(ctx context.Context, room storage.RoomID, acct sto
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT `+msgCols+` FROM chat_messages m`+msgJoin+`
-			WHERE m.room = ? AND m.seq > ? ORDER BY m.seq LIMIT ?`, room, seqArg(after), limit)
+			WHERE m.room = ? AND m.seq > ? ORDER BY m.seq LIMIT ?`, room, storage.ClampSeq(after), limit)
 		if err != nil {
 			return err
 		}
@@ -817,14 +659,14 @@ func (s *Store) MessagesAfter(ctx context.Context, room storage.RoomID, acct sto
 
 // MessagesBefore returns the last events before a sequence number, in order.
 func (s *Store) MessagesBefore(ctx context.Context, room storage.RoomID, acct storage.AccountID, before uint64, limit int) ([]storage.ChatMessage, error) {
-	limit, err := checkLimit(limit)
+	limit, err := storage.ChatLimit(limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: messages before: %w", err)
 	}
 	if before == 0 {
-		before = maxSeq
+		before = storage.MaxChatSeq
 	}
-	before = seqArg(before)
+	before = storage.ClampSeq(before)
 	var out []storage.ChatMessage
 	err = s.read(ctx, "messages before", func(tx *sql.Tx) error {
 		if _, err := chatRole(ctx, tx, room, acct); err != nil {
@@ -844,7 +686,7 @@ func (s *Store) MessagesBefore(ctx context.Context, room storage.RoomID, acct st
 
 // MessageHistory returns every version of a message.
 func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct storage.AccountID, seq uint64) ([]storage.ChatRevision, error) {
-	seq = seqArg(seq)
+	seq = storage.ClampSeq(seq)
 	var out []storage.ChatRevision
 	err := s.read(ctx, "message history", func(tx *sql.Tx) error {
 		if _, err := chatRole(ctx, tx, room, acct); err != nil {
@@ -855,7 +697,7 @@ func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct st
 		var created int64
 		err := tx.QueryRowContext(ctx, `SELECT kind, sender, COALESCE(orig_body, body), created FROM chat_messages
 			WHERE room = ? AND seq = ?`, room, seq).Scan(&kind, &first.Sender, &first.Body, &created)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && !chatMessageKind(storage.ChatKind(kind)) {
+		if errors.Is(err, sql.ErrNoRows) || err == nil && !storage.ChatKind(kind).IsMessage() {
 			return fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
 		}
 		if err != nil {
@@ -885,10 +727,7 @@ func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct st
 // ftsQuery turns a user's query into an FTS5 query: every folded word, as
 // a quoted prefix term, all required.
 func ftsQuery(query string) string {
-	words := strings.Fields(ftsText(query))
-	if len(words) > maxSearchWords {
-		words = words[:maxSearchWords]
-	}
+	words := storage.ChatSearchWords(query)
 	for i, w := range words {
 		words[i] = `"` + strings.ReplaceAll(w, `"`, `""`) + `"*`
 	}
@@ -897,7 +736,7 @@ func ftsQuery(query string) string {
 
 // SearchMessages searches the messages of acct's rooms (FTS5, see above).
 func (s *Store) SearchMessages(ctx context.Context, acct storage.AccountID, query string, limit int) ([]storage.ChatMessage, error) {
-	limit, err := checkLimit(limit)
+	limit, err := storage.ChatLimit(limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: search messages: %w", err)
 	}
@@ -1022,17 +861,9 @@ func (s *Store) UnreadCounts(ctx context.Context, acct storage.AccountID) (map[s
 // Notify appends to an account's notification feed.
 func (s *Store) Notify(ctx context.Context, n storage.Notification) (storage.Notification, error) {
 	const op = "notify"
-	switch n.Kind {
-	case storage.NotificationMention, storage.NotificationDirect, storage.NotificationDocument:
-	default:
-		return n, fmt.Errorf("sqlite: %s: kind %q: %w", op, n.Kind, storage.ErrInvalid)
+	if err := storage.CheckNotification(&n); err != nil {
+		return n, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	if n.Account <= 0 || n.Room < 0 || n.Document < 0 || (n.Room == 0 && n.Seq != 0) || n.Seq > maxSeq {
-		return n, fmt.Errorf("sqlite: %s: %w", op, storage.ErrInvalid)
-	}
-	n.Text = cut(n.Text, storage.MaxNotificationText)
-	n.Created = fromUnixNano(time.Now().UnixNano())
-	n.Read = false
 	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		if err := accountExists(ctx, tx, n.Account); err != nil {
 			return err
@@ -1074,7 +905,7 @@ func (s *Store) Notify(ctx context.Context, n storage.Notification) (storage.Not
 
 // Notifications returns acct's notifications after an id.
 func (s *Store) Notifications(ctx context.Context, acct storage.AccountID, after storage.NotificationID, limit int) ([]storage.Notification, error) {
-	limit, err := checkLimit(limit)
+	limit, err := storage.ChatLimit(limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: notifications: %w", err)
 	}
@@ -1120,14 +951,8 @@ func (s *Store) MarkNotificationsRead(ctx context.Context, acct storage.AccountI
 
 // AppendAudit appends an entry to the audit log.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.AuditID, error) {
-	if strings.TrimSpace(e.Action) == "" {
-		return 0, fmt.Errorf("sqlite: append audit: no action: %w", storage.ErrInvalid)
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	for _, f := range []*string{&e.Action, &e.Object, &e.Outcome, &e.Detail} {
-		*f = cut(*f, storage.MaxAuditField)
+	if err := storage.CheckAuditEntry(&e); err != nil {
+		return 0, fmt.Errorf("sqlite: append audit: %w", err)
 	}
 	var id storage.AuditID
 	err := s.write(ctx, "append audit", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
@@ -1165,10 +990,7 @@ func (s *Store) Audit(ctx context.Context, f storage.AuditFilter) ([]storage.Aud
 	if f.AfterID > 0 {
 		where, args = append(where, "id > ?"), append(args, f.AfterID)
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > storage.MaxChatPage {
-		limit = storage.MaxChatPage
-	}
+	limit := storage.AuditLimit(f.Limit)
 	q := `SELECT id, time, account, action, object, outcome, detail FROM audit_log`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

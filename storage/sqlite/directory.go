@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/dircodec"
 	"github.com/relais-mssante/relais/storage/dirkey"
 )
 
@@ -26,82 +27,10 @@ import (
 // re-reading their pages for every batch.
 const writeCacheKiB = 256 << 10
 
-func dirTable(kind storage.EntryKind) (string, error) {
-	switch kind {
-	case storage.KindProfessional:
-		return "dir_professionals", nil
-	case storage.KindActivity:
-		return "dir_activities", nil
-	case storage.KindOrganisation:
-		return "dir_organisations", nil
-	case storage.KindMailbox:
-		return "dir_mailboxes", nil
-	case storage.KindTrust:
-		return "dir_trust", nil
-	}
-	return "", fmt.Errorf("directory kind %q: %w", kind, storage.ErrInvalid)
-}
-
-// mailboxKey is the lookup key of an address: trimmed, lower-case, and
-// with a local part and a domain.
-func mailboxKey(address string) (string, error) {
-	a := strings.ToLower(strings.TrimSpace(address))
-	local, dom, ok := strings.Cut(a, "@")
-	if !ok || local == "" || dom == "" || strings.ContainsAny(a, " \t\r\n<>") {
-		return "", fmt.Errorf("address %q: %w", address, storage.ErrInvalid)
-	}
-	return a, nil
-}
-
-func validateBatch(b *storage.DirectoryBatch) error {
-	if b.Source == "" {
-		return fmt.Errorf("batch without source: %w", storage.ErrInvalid)
-	}
-	if b.Source == storage.SourceLocal {
-		return fmt.Errorf("source %q is kept by the accounts: %w", b.Source, storage.ErrInvalid)
-	}
-	for i := range b.Professionals {
-		if b.Professionals[i].ID == "" {
-			return fmt.Errorf("professional %d: empty id: %w", i, storage.ErrInvalid)
-		}
-	}
-	for i := range b.Activities {
-		a := &b.Activities[i]
-		if a.Professional == "" || a.Key == "" || strings.Contains(a.Professional, "/") {
-			return fmt.Errorf("activity %d: bad key %q/%q: %w", i, a.Professional, a.Key, storage.ErrInvalid)
-		}
-	}
-	for i := range b.Organisations {
-		if b.Organisations[i].ID == "" {
-			return fmt.Errorf("organisation %d: empty id: %w", i, storage.ErrInvalid)
-		}
-	}
-	for i := range b.Mailboxes {
-		if _, err := mailboxKey(b.Mailboxes[i].Address); err != nil {
-			return fmt.Errorf("mailbox %d: %w", i, err)
-		}
-	}
-	for i := range b.Trust {
-		t := &b.Trust[i]
-		if strings.TrimSpace(t.Domain) == "" || t.OperatorKey == "" || strings.Contains(t.Domain, " ") {
-			return fmt.Errorf("trust entry %d: bad key %q %q: %w", i, t.Domain, t.OperatorKey, storage.ErrInvalid)
-		}
-	}
-	for i, d := range b.Delete {
-		if _, err := dirTable(d.Kind); err != nil {
-			return fmt.Errorf("delete %d: %w", i, err)
-		}
-		if d.Key == "" {
-			return fmt.Errorf("delete %d: empty key: %w", i, storage.ErrInvalid)
-		}
-	}
-	return nil
-}
-
 // ApplyDirectory writes a batch in one write job (one SAVEPOINT of a group
 // commit): deletes first, then upserts.
 func (s *Store) ApplyDirectory(ctx context.Context, b storage.DirectoryBatch) error {
-	if err := validateBatch(&b); err != nil {
+	if err := storage.ValidateDirectoryBatch(&b); err != nil {
 		return fmt.Errorf("sqlite: apply directory: %w", err)
 	}
 	return s.write(ctx, "apply directory", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
@@ -304,7 +233,7 @@ WHERE dir_professionals.source = excluded.source`, 8).ignoreFirst(
 	for i := range ps {
 		p := &ps[i]
 		if err := b.add(p.ID, w.source, int64(p.Hash), dirkey.Name(p.FamilyName), dirkey.Name(p.GivenName),
-			p.ProfessionCode, p.SpecialtyCode, encodeProfessional(nil, p)); err != nil {
+			p.ProfessionCode, p.SpecialtyCode, dircodec.EncodeProfessional(nil, p)); err != nil {
 			return fmt.Errorf("professionals: %w", err)
 		}
 	}
@@ -330,7 +259,7 @@ SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.colum
 		a := &as[i]
 		pc := strings.TrimSpace(a.PostalCode)
 		if err := b.add(a.Professional, a.Key, w.source, int64(a.Hash), a.Organisation,
-			pc, postalArea(pc), dirkey.Name(a.City), encodeActivity(nil, a)); err != nil {
+			pc, storage.PostalArea(pc), dirkey.Name(a.City), dircodec.EncodeActivity(nil, a)); err != nil {
 			return fmt.Errorf("activities: %w", err)
 		}
 	}
@@ -371,8 +300,8 @@ func (w *dirWriter) organisations(os []storage.Organisation) error {
 		o := &os[i]
 		pc := strings.TrimSpace(o.Address.PostalCode)
 		if err := b.add(o.ID, w.source, int64(o.Hash), o.FINESS, o.LegalFINESS, o.SIRET, o.SIREN,
-			dirkey.Name(o.Name), dirkey.Name(o.TradeName), pc, postalArea(pc), dirkey.Name(o.Address.City),
-			encodeOrganisation(nil, o)); err != nil {
+			dirkey.Name(o.Name), dirkey.Name(o.TradeName), pc, storage.PostalArea(pc), dirkey.Name(o.Address.City),
+			dircodec.EncodeOrganisation(nil, o)); err != nil {
 			return fmt.Errorf("organisations: %w", err)
 		}
 	}
@@ -380,22 +309,6 @@ func (w *dirWriter) organisations(os []storage.Organisation) error {
 		return fmt.Errorf("organisations: %w", err)
 	}
 	return nil
-}
-
-// mailboxNameKeys gives a mailbox entry's name pair and reversed pair
-// (schema comment of dir_mailboxes).
-func mailboxNameKeys(m *storage.MailboxEntry) (na, nb, ra, rb string) {
-	f, g := dirkey.Name(m.FamilyName), dirkey.Name(m.GivenName)
-	if f == "" && g == "" {
-		return dirkey.Name(m.OrganisationName), "", "", ""
-	}
-	if f == "" {
-		return g, "", "", ""
-	}
-	if g == "" {
-		return f, "", "", ""
-	}
-	return f, g, g, f
 }
 
 const upsertMailbox = `INSERT INTO dir_mailboxes (address_key, source, hash, professional, organisation, account, name_a, name_b, rev_a, rev_b,
@@ -407,27 +320,20 @@ ON CONFLICT (address_key, source) DO UPDATE SET hash = excluded.hash, profession
 	specialty_code = excluded.specialty_code, postal_code = excluded.postal_code, postal_area = excluded.postal_area,
 	city_key = excluded.city_key, data = excluded.data`
 
-// postalArea is the area of a postcode (its first two characters), the
-// leading column of the place indexes.
-func postalArea(postalCode string) string {
-	r := []rune(postalCode)
-	return string(r[:min(2, len(r))])
-}
-
 type execer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
 func putMailbox(ctx context.Context, st execer, buf []byte, m *storage.MailboxEntry) ([]byte, error) {
-	key, err := mailboxKey(m.Address)
+	key, err := storage.DirectoryAddressKey(m.Address)
 	if err != nil {
 		return buf, err
 	}
-	na, nb, ra, rb := mailboxNameKeys(m)
-	buf = encodeMailbox(buf[:0], m)
+	na, nb, ra, rb := storage.MailboxNameKeys(m)
+	buf = dircodec.EncodeMailbox(buf[:0], m)
 	pc := strings.TrimSpace(m.StructureAddress.PostalCode)
 	_, err = st.ExecContext(ctx, key, m.Source, int64(m.Hash), m.Professional, m.Organisation, int64(m.Account),
-		na, nb, ra, rb, m.ProfessionCode, m.SpecialtyCode, pc, postalArea(pc), dirkey.Name(m.StructureAddress.City), buf)
+		na, nb, ra, rb, m.ProfessionCode, m.SpecialtyCode, pc, storage.PostalArea(pc), dirkey.Name(m.StructureAddress.City), buf)
 	if err != nil {
 		return buf, fmt.Errorf("mailbox %q: %w", m.Address, err)
 	}
@@ -470,7 +376,7 @@ WHERE dir_trust.source = excluded.source`)
 		if !t.Updated.IsZero() {
 			updated = unixNano(t.Updated)
 		}
-		w.buf = encodeTrust(w.buf[:0], &t)
+		w.buf = dircodec.EncodeTrust(w.buf[:0], &t)
 		if _, err := st.ExecContext(w.ctx, t.Domain, t.OperatorKey, w.source, int64(t.Hash), updated, w.buf); err != nil {
 			return fmt.Errorf("trust entry %q: %w", t.Domain, err)
 		}
@@ -572,7 +478,7 @@ UNION ALL SELECT id, hash FROM ` + pendingOrganisations + ` WHERE source = ?1`
 
 // DirectoryCount counts the entries of a kind and source ("" for all).
 func (s *Store) DirectoryCount(ctx context.Context, kind storage.EntryKind, source string) (int, error) {
-	table, err := dirTable(kind)
+	table, err := dircodec.Table(kind)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: directory count: %w", err)
 	}
@@ -599,7 +505,7 @@ func scanProfessional(row interface{ Scan(...any) error }) (storage.Professional
 		return p, err
 	}
 	p.Hash = uint64(h)
-	return p, decodeProfessional(data, &p)
+	return p, dircodec.DecodeProfessional(data, &p)
 }
 
 func scanOrganisation(row interface{ Scan(...any) error }) (storage.Organisation, error) {
@@ -610,7 +516,7 @@ func scanOrganisation(row interface{ Scan(...any) error }) (storage.Organisation
 		return o, err
 	}
 	o.Hash = uint64(h)
-	return o, decodeOrganisation(data, &o)
+	return o, dircodec.DecodeOrganisation(data, &o)
 }
 
 func scanActivity(row interface{ Scan(...any) error }) (storage.Activity, error) {
@@ -621,7 +527,7 @@ func scanActivity(row interface{ Scan(...any) error }) (storage.Activity, error)
 		return a, err
 	}
 	a.Hash = uint64(h)
-	return a, decodeActivity(data, &a)
+	return a, dircodec.DecodeActivity(data, &a)
 }
 
 func scanMailboxEntry(row interface{ Scan(...any) error }) (storage.MailboxEntry, error) {
@@ -633,7 +539,7 @@ func scanMailboxEntry(row interface{ Scan(...any) error }) (storage.MailboxEntry
 	}
 	m.Hash = uint64(h)
 	m.Account = storage.AccountID(acct)
-	return m, decodeMailbox(data, &m)
+	return m, dircodec.DecodeMailbox(data, &m)
 }
 
 func scanTrust(row interface{ Scan(...any) error }) (storage.TrustEntry, error) {
@@ -647,7 +553,7 @@ func scanTrust(row interface{ Scan(...any) error }) (storage.TrustEntry, error) 
 	if updated != 0 {
 		t.Updated = fromUnixNano(updated)
 	}
-	return t, decodeTrust(data, &t)
+	return t, dircodec.DecodeTrust(data, &t)
 }
 
 // Professional finds a professional by national id, else by RPPS/ADELI
@@ -723,7 +629,7 @@ const mailboxOrder = `address_key, source != 'local', source`
 // MailboxEntries returns the entries of an address, local first
 // (ErrNotFound when there is none).
 func (s *Store) MailboxEntries(ctx context.Context, address string) ([]storage.MailboxEntry, error) {
-	key, err := mailboxKey(address)
+	key, err := storage.DirectoryAddressKey(address)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: mailbox entries: %w", err)
 	}
@@ -752,25 +658,8 @@ func (s *Store) MailboxEntries(ctx context.Context, address string) ([]storage.M
 	return out, err
 }
 
-// localMailbox is the directory entry of a local account: a personal
-// mailbox named after the display name ("Claire Martin": given name
-// Claire, family name Martin; one word: the family name).
-func localMailbox(acct storage.Account) storage.MailboxEntry {
-	m := storage.MailboxEntry{Address: acct.Address, Type: storage.MailboxPersonal, Account: acct.ID, Source: storage.SourceLocal}
-	words := strings.Fields(acct.Name)
-	switch len(words) {
-	case 0:
-	case 1:
-		m.FamilyName = words[0]
-	default:
-		m.GivenName = words[0]
-		m.FamilyName = strings.Join(words[1:], " ")
-	}
-	return m
-}
-
 func insertLocalMailbox(ctx context.Context, tx *sql.Tx, acct storage.Account) error {
-	m := localMailbox(acct)
+	m := storage.LocalMailboxEntry(acct)
 	_, err := putMailbox(ctx, txExec{tx: tx, query: upsertMailbox}, nil, &m)
 	return err
 }
@@ -817,7 +706,7 @@ WHERE NOT EXISTS (SELECT 1 FROM dir_mailboxes m WHERE m.address_key = a.addr_key
 // PutCertificate stores a certificate, replacing the one with the same
 // address and fingerprint.
 func (s *Store) PutCertificate(ctx context.Context, c storage.Certificate) error {
-	key, err := mailboxKey(c.Address)
+	key, err := storage.DirectoryAddressKey(c.Address)
 	if err != nil {
 		return fmt.Errorf("sqlite: put certificate: %w", err)
 	}
@@ -839,7 +728,7 @@ func (s *Store) PutCertificate(ctx context.Context, c storage.Certificate) error
 
 // Certificates lists an address's certificates, newest NotBefore first.
 func (s *Store) Certificates(ctx context.Context, address string) ([]storage.Certificate, error) {
-	key, err := mailboxKey(address)
+	key, err := storage.DirectoryAddressKey(address)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: certificates: %w", err)
 	}
@@ -867,7 +756,7 @@ FROM dir_certificates WHERE address_key = ? ORDER BY not_before DESC, fingerprin
 
 // DeleteCertificate removes one certificate (ErrNotFound when absent).
 func (s *Store) DeleteCertificate(ctx context.Context, address, fingerprint string) error {
-	key, err := mailboxKey(address)
+	key, err := storage.DirectoryAddressKey(address)
 	if err != nil {
 		return fmt.Errorf("sqlite: delete certificate: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/relais-mssante/relais/storage/dircodec"
 )
 
 // Bulk import. Maintaining the search indexes row by row costs a random
@@ -33,16 +35,8 @@ import (
 //     checkpoint instead of once per batch, and the WAL stays bounded.
 
 // deferredIndexes are the directory indexes whose keys arrive in random
-// order; the others (primary keys, indexes led by a code and followed by
-// the id) grow at a few insertion points and stay.
-var deferredIndexes = []string{
-	"dir_professionals_name", "dir_professionals_rev",
-	"dir_activities_name", "dir_activities_rev", "dir_activities_city",
-	"dir_organisations_finess", "dir_organisations_legal_finess", "dir_organisations_siret", "dir_organisations_siren",
-	"dir_organisations_name", "dir_organisations_trade", "dir_organisations_place", "dir_organisations_place_trade", "dir_organisations_city",
-	"dir_mailboxes_professional", "dir_mailboxes_organisation", "dir_mailboxes_name", "dir_mailboxes_rev",
-	"dir_mailboxes_place", "dir_mailboxes_place_rev", "dir_mailboxes_city",
-}
+// order (dircodec.DeferredIndexes, the same in both stores).
+var deferredIndexes = dircodec.DeferredIndexes
 
 // BeginDirectoryBulk prepares a large import (a first import of a national
 // file, or one that rewrites much of it): it drops the search indexes

@@ -12,6 +12,7 @@ import (
 
 	"github.com/relais-mssante/relais/storage"
 	"github.com/relais-mssante/relais/storage/dirkey"
+	"github.com/relais-mssante/relais/storage/dirsearch"
 )
 
 // Directory search.
@@ -61,34 +62,14 @@ import (
 // professional's hit; the others are mailbox hits, one per address, the
 // local entry winning.
 
-const (
-	defaultSearchLimit = 20
-	maxSearchLimit     = 200
-	maxSearchOffset    = 10000
-	maxNameWords       = 8
-	searchMmapSize     = 4 << 30
-)
+const searchMmapSize = 4 << 30
 
-// candidate is a search result before its details are read.
-type candidate struct {
-	kind storage.EntryKind
-	key  string // professional or organisation id, or mailbox address key
-	sort string // tier digit, then the ranking key
-	prof string // a mailbox row's professional
-}
-
+// searchSpec is a query (dirsearch.Spec: its parsing, candidates and
+// ranking are shared with the PostgreSQL store) and this store's state.
 type searchSpec struct {
-	q          storage.DirectoryQuery
-	words      []string
-	nameKey    string
-	postal     string
-	city       string
-	address    string
-	max        int // offset+limit+1
-	kinds      map[storage.EntryKind]bool
-	candidates []candidate
-	missing    map[string]bool // indexes out during a bulk import
-	stmts      *stmtCache
+	*dirsearch.Spec
+	missing map[string]bool // indexes out during a bulk import
+	stmts   *stmtCache
 }
 
 // searchTrace, when set (by tests), sees every query a search runs, so
@@ -114,17 +95,6 @@ func prefixArgs(p string) (string, string) { return p, dirkey.PrefixEnd(p) }
 
 func inList(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
-}
-
-// padIn pads the values of an IN list with NULLs (which match nothing) to
-// a power of two, so that a few statement texts serve every list length
-// (stmtCache).
-func padIn(vals []any) []any {
-	n := 1
-	for n < len(vals) {
-		n *= 2
-	}
-	return append(vals, make([]any, n-len(vals))...)
 }
 
 // stmtCache keeps the prepared statements of searches, by text, for one
@@ -198,49 +168,6 @@ func (c *stmtCache) query(ctx context.Context, tx *sql.Tx, query string, args []
 	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
-func newSearchSpec(q storage.DirectoryQuery) (*searchSpec, error) {
-	s := &searchSpec{q: q}
-	s.q.Identifier = strings.TrimSpace(q.Identifier)
-	s.q.ProfessionCode = strings.TrimSpace(q.ProfessionCode)
-	s.q.SpecialtyCode = strings.TrimSpace(q.SpecialtyCode)
-	s.nameKey = dirkey.Name(q.Name)
-	if s.nameKey != "" {
-		s.words = strings.Split(s.nameKey, " ")
-		if len(s.words) > maxNameWords {
-			s.words = s.words[:maxNameWords]
-			s.nameKey = strings.Join(s.words, " ")
-		}
-	}
-	s.postal = strings.TrimSpace(q.PostalCode)
-	s.city = dirkey.Name(q.City)
-	s.address = strings.ToLower(strings.TrimSpace(q.Address))
-	if s.nameKey == "" && s.q.Identifier == "" && s.address == "" && s.q.ProfessionCode == "" &&
-		s.q.SpecialtyCode == "" && s.postal == "" && s.city == "" {
-		return nil, fmt.Errorf("directory query without a criterion: %w", storage.ErrInvalid)
-	}
-	if q.Limit < 0 || q.Offset < 0 || q.Offset > maxSearchOffset {
-		return nil, fmt.Errorf("directory query offset %d limit %d: %w", q.Offset, q.Limit, storage.ErrInvalid)
-	}
-	if s.q.Limit == 0 {
-		s.q.Limit = defaultSearchLimit
-	}
-	s.q.Limit = min(s.q.Limit, maxSearchLimit)
-	s.max = s.q.Offset + s.q.Limit + 1
-	s.kinds = map[storage.EntryKind]bool{}
-	for _, k := range q.Kinds {
-		switch k {
-		case storage.KindProfessional, storage.KindOrganisation, storage.KindMailbox:
-			s.kinds[k] = true
-		default:
-			return nil, fmt.Errorf("directory query kind %q: %w", k, storage.ErrInvalid)
-		}
-	}
-	if len(s.kinds) == 0 {
-		s.kinds = map[storage.EntryKind]bool{storage.KindProfessional: true, storage.KindOrganisation: true, storage.KindMailbox: true}
-	}
-	return s, nil
-}
-
 // conds is a WHERE clause under construction.
 type conds struct {
 	where []string
@@ -269,27 +196,27 @@ func (c *conds) sql() string {
 // the activities drive).
 func (s *searchSpec) profFilters(withPlace bool) conds {
 	var c conds
-	if s.q.Identifier != "" {
-		c.add(`p.id IN (?, '8' || ?, '0' || ?)`, s.q.Identifier, s.q.Identifier, s.q.Identifier)
+	if s.Q.Identifier != "" {
+		c.add(`p.id IN (?, '8' || ?, '0' || ?)`, s.Q.Identifier, s.Q.Identifier, s.Q.Identifier)
 	}
-	if s.address != "" {
-		lo, hi := prefixArgs(s.address)
+	if s.Address != "" {
+		lo, hi := prefixArgs(s.Address)
 		c.add(`EXISTS (SELECT 1 FROM dir_mailboxes x WHERE x.professional = p.id AND x.address_key >= ? AND x.address_key < ?)`, lo, hi)
 	}
-	if s.q.ProfessionCode != "" {
-		c.add(`p.profession_code = ?`, s.q.ProfessionCode)
+	if s.Q.ProfessionCode != "" {
+		c.add(`p.profession_code = ?`, s.Q.ProfessionCode)
 	}
-	if s.q.SpecialtyCode != "" {
-		c.add(`p.specialty_code = ?`, s.q.SpecialtyCode)
+	if s.Q.SpecialtyCode != "" {
+		c.add(`p.specialty_code = ?`, s.Q.SpecialtyCode)
 	}
-	if withPlace && (s.postal != "" || s.city != "") {
+	if withPlace && (s.Postal != "" || s.City != "") {
 		var sub conds
-		if s.postal != "" {
-			lo, hi := prefixArgs(s.postal)
+		if s.Postal != "" {
+			lo, hi := prefixArgs(s.Postal)
 			sub.add(`a.postal_code >= ? AND a.postal_code < ?`, lo, hi)
 		}
-		if s.city != "" {
-			lo, hi := prefixArgs(s.city)
+		if s.City != "" {
+			lo, hi := prefixArgs(s.City)
 			sub.add(`a.city_key >= ? AND a.city_key < ?`, lo, hi)
 		}
 		c.add(`EXISTS (SELECT 1 FROM dir_activities a WHERE a.professional = p.id AND `+sub.sql()+`)`, sub.args...)
@@ -300,22 +227,22 @@ func (s *searchSpec) profFilters(withPlace bool) conds {
 // orgFilters reports false when the query cannot match an organisation.
 func (s *searchSpec) orgFilters() (conds, bool) {
 	var c conds
-	if s.address != "" || s.q.ProfessionCode != "" || s.q.SpecialtyCode != "" {
+	if s.Address != "" || s.Q.ProfessionCode != "" || s.Q.SpecialtyCode != "" {
 		return c, false
 	}
-	if s.q.Identifier != "" {
-		id := s.q.Identifier
+	if s.Q.Identifier != "" {
+		id := s.Q.Identifier
 		// A union of seeks: the planner does not split an OR over the
 		// indexes of a WITHOUT ROWID table.
 		c.add(`o.id IN (SELECT ? UNION ALL SELECT id FROM dir_organisations WHERE finess = ? UNION ALL SELECT id FROM dir_organisations WHERE legal_finess = ?
 	UNION ALL SELECT id FROM dir_organisations WHERE siret = ? UNION ALL SELECT id FROM dir_organisations WHERE siren = ?)`, id, id, id, id, id)
 	}
-	if s.postal != "" {
-		lo, hi := prefixArgs(s.postal)
+	if s.Postal != "" {
+		lo, hi := prefixArgs(s.Postal)
 		c.add(`o.postal_code >= ? AND o.postal_code < ?`, lo, hi)
 	}
-	if s.city != "" {
-		lo, hi := prefixArgs(s.city)
+	if s.City != "" {
+		lo, hi := prefixArgs(s.City)
 		c.add(`o.city_key >= ? AND o.city_key < ?`, lo, hi)
 	}
 	return c, true
@@ -323,26 +250,26 @@ func (s *searchSpec) orgFilters() (conds, bool) {
 
 func (s *searchSpec) mailboxFilters() conds {
 	var c conds
-	if s.q.Identifier != "" {
-		id := s.q.Identifier
+	if s.Q.Identifier != "" {
+		id := s.Q.Identifier
 		c.add(`m.professional IN (?, '8' || ?, '0' || ?)`, id, id, id)
 	}
-	if s.address != "" {
-		lo, hi := prefixArgs(s.address)
+	if s.Address != "" {
+		lo, hi := prefixArgs(s.Address)
 		c.add(`m.address_key >= ? AND m.address_key < ?`, lo, hi)
 	}
-	if s.q.ProfessionCode != "" {
-		c.add(`m.profession_code = ?`, s.q.ProfessionCode)
+	if s.Q.ProfessionCode != "" {
+		c.add(`m.profession_code = ?`, s.Q.ProfessionCode)
 	}
-	if s.q.SpecialtyCode != "" {
-		c.add(`m.specialty_code = ?`, s.q.SpecialtyCode)
+	if s.Q.SpecialtyCode != "" {
+		c.add(`m.specialty_code = ?`, s.Q.SpecialtyCode)
 	}
-	if s.postal != "" {
-		lo, hi := prefixArgs(s.postal)
+	if s.Postal != "" {
+		lo, hi := prefixArgs(s.Postal)
 		c.add(`m.postal_code >= ? AND m.postal_code < ?`, lo, hi)
 	}
-	if s.city != "" {
-		lo, hi := prefixArgs(s.city)
+	if s.City != "" {
+		lo, hi := prefixArgs(s.City)
 		c.add(`m.city_key >= ? AND m.city_key < ?`, lo, hi)
 	}
 	return c
@@ -360,14 +287,14 @@ func (c conds) and(o conds) conds {
 // appends), prepared as st when st is not nil. Its columns: key, exact
 // (tierOf), ranking key, and a mailbox row's professional. dup: the rows
 // may repeat a key (one row per activity). leg reads more rows until it
-// has s.max distinct keys and every row that ties with the last of them
+// has s.Max distinct keys and every row that ties with the last of them
 // (the page breaks ties by key, the index by its other columns), or the
 // rows run out. It returns the candidates it added.
-func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind, query string, args []any, dup bool) ([]candidate, error) {
+func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind, query string, args []any, dup bool) ([]dirsearch.Candidate, error) {
 	query = s.sql(query)
-	limit := s.max + 1
+	limit := s.Max + 1
 	if dup {
-		limit = 2 * s.max
+		limit = 2 * s.Max
 	}
 	for {
 		a := append(slices.Clone(args), limit)
@@ -380,64 +307,28 @@ func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
-		if len(got) < limit || s.enough(got) {
-			s.candidates = append(s.candidates, got...)
+		if len(got) < limit || s.Enough(got) {
+			s.Candidates = append(s.Candidates, got...)
 			return got, nil
 		}
 		limit *= 4
 	}
 }
 
-// enough reports whether a leg's rows (in its ranking order) hold s.max
-// distinct keys and, after the row where the last of them appears, a row
-// that ranks after it: no row the leg did not read can rank before one
-// of the page.
-func (s *searchSpec) enough(cs []candidate) bool {
-	seen := make(map[string]bool, s.max)
-	for i, c := range cs {
-		if seen[c.key] {
-			continue
-		}
-		seen[c.key] = true
-		if len(seen) == s.max {
-			return cs[len(cs)-1].sort != cs[i].sort
-		}
-	}
-	return false
-}
-
-func scanCandidates(kind storage.EntryKind, rows *sql.Rows) ([]candidate, error) {
+func scanCandidates(kind storage.EntryKind, rows *sql.Rows) ([]dirsearch.Candidate, error) {
 	defer rows.Close()
-	var out []candidate
+	var out []dirsearch.Candidate
 	for rows.Next() {
-		var c candidate
+		var c dirsearch.Candidate
 		var exact int64
-		if err := rows.Scan(&c.key, &exact, &c.sort, &c.prof); err != nil {
+		if err := rows.Scan(&c.Key, &exact, &c.Sort, &c.Prof); err != nil {
 			return nil, err
 		}
-		c.kind = kind
-		c.sort = tierOf(exact) + c.sort
+		c.Kind = kind
+		c.Sort = dirsearch.Tier(exact) + c.Sort
 		out = append(out, c)
 	}
 	return out, rows.Err()
-}
-
-// tierOf is the first character of a candidate's sort key, from the
-// exact column of its leg: 1 exact, 0 prefix; 3 and 2 the same for a
-// match in the reverse direction (given name first). Exact matches come
-// first, then the prefix matches, and within each the family-name
-// direction before the given-name one: "mar" lists MARTIN Claire before
-// Marc DUPONT.
-func tierOf(exact int64) string {
-	switch exact {
-	case 1:
-		return "0"
-	case 3:
-		return "1"
-	case 2:
-		return "3"
-	}
-	return "2"
 }
 
 // pairSide is one direction of a name pair: columns a and b, the index on
@@ -481,18 +372,18 @@ func (p *pairSide) queryCols(index string, c conds, exact, order, a, b string) s
 var enumCap = 64
 
 func (s *searchSpec) pairLegs(ctx context.Context, tx *sql.Tx, p pairSide) error {
-	for i := 1; i < len(s.words); i++ {
-		head, tail := strings.Join(s.words[:i], " "), strings.Join(s.words[i:], " ")
+	for i := 1; i < len(s.Words); i++ {
+		head, tail := strings.Join(s.Words[:i], " "), strings.Join(s.Words[i:], " ")
 		if err := s.twoPrefixes(ctx, tx, p, head, tail); err != nil {
 			return err
 		}
 	}
 	// All the words in a: "martin du g", "mart".
 	c := p.lead.clone()
-	lo, hi := prefixArgs(s.nameKey)
+	lo, hi := prefixArgs(s.NameKey)
 	c.add(p.a+` >= ? AND `+p.a+` < ?`, lo, hi)
 	c = c.and(p.filters)
-	_, err := s.leg(ctx, tx, p.kind, p.query(p.ab, c, p.a+` = ?`, p.a+`, `+p.b), append([]any{s.nameKey}, c.args...), p.dup)
+	_, err := s.leg(ctx, tx, p.kind, p.query(p.ab, c, p.a+` = ?`, p.a+`, `+p.b), append([]any{s.NameKey}, c.args...), p.dup)
 	return err
 }
 
@@ -501,10 +392,10 @@ func (s *searchSpec) pairLegs(ctx context.Context, tx *sql.Tx, p pairSide) error
 // when both parts are whole, "martin claire"). It walks the distinct
 // values of a within head (a loose index scan, enumCap values at a time)
 // and seeks each value's rows within tail (one query per round, a IN
-// (values)): rows then come in ranking order, so the walk stops at s.max
+// (values)): rows then come in ranking order, so the walk stops at s.Max
 // keys. When a has more than enumCap
 // values and b at most enumCap within tail (a short head, a longer tail:
-// "m clai"), it seeks each value of b instead, each up to s.max keys. No
+// "m clai"), it seeks each value of b instead, each up to s.Max keys. No
 // value is ever skipped: the cost is bounded by the values walked, never
 // the result.
 func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, head, tail string) error {
@@ -534,7 +425,7 @@ func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, he
 			return err
 		}
 		if len(vb) <= enumCap {
-			// One seek per value of b, each in a's order, up to s.max keys.
+			// One seek per value of b, each in a's order, up to s.Max keys.
 			c := p.lead.clone()
 			at := 2 + len(c.args)
 			c.add(p.b2+` = ? AND `+p.a2+` >= ? AND `+p.a2+` < ?`, nil, hlo, hhi)
@@ -562,7 +453,7 @@ func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, he
 		for i, v := range batch {
 			in[i] = v
 		}
-		in = padIn(in)
+		in = dirsearch.PadIn(in)
 		c.add(p.a+` IN (`+inList(len(in))+`)`, in...)
 		c.add(p.b+` >= ? AND `+p.b+` < ?`, tlo, thi)
 		c = c.and(p.filters)
@@ -571,9 +462,9 @@ func (s *searchSpec) twoPrefixes(ctx context.Context, tx *sql.Tx, p pairSide, he
 			return err
 		}
 		for _, c := range got {
-			seen[c.key] = true
+			seen[c.Key] = true
 		}
-		if len(seen) >= s.max || len(va) <= enumCap {
+		if len(seen) >= s.Max || len(va) <= enumCap {
 			return nil
 		}
 		if va, err = s.enumerate(ctx, tx, p.from, p.lead, p.a, p.ab, head, va[enumCap-1]); err != nil {
@@ -627,17 +518,17 @@ SELECT v FROM d WHERE v IS NOT NULL`)
 func (s *searchSpec) placeLeads(ctx context.Context, tx *sql.Tx, from, alias, index string) ([]conds, error) {
 	if s.missing[index] {
 		var c conds
-		lo, hi := prefixArgs(s.postal)
+		lo, hi := prefixArgs(s.Postal)
 		c.add(alias+`.postal_code >= ? AND `+alias+`.postal_code < ?`, lo, hi)
 		return []conds{c}, nil
 	}
 	var areas []string
-	if len([]rune(s.postal)) >= 2 {
-		areas = []string{postalArea(s.postal)}
+	if len([]rune(s.Postal)) >= 2 {
+		areas = []string{storage.PostalArea(s.Postal)}
 	} else {
 		after := ""
 		for {
-			vs, err := s.enumerate(ctx, tx, from, conds{}, alias+`.postal_area`, index, s.postal, after)
+			vs, err := s.enumerate(ctx, tx, from, conds{}, alias+`.postal_area`, index, s.Postal, after)
 			if err != nil {
 				return nil, err
 			}
@@ -656,22 +547,22 @@ func (s *searchSpec) placeLeads(ctx context.Context, tx *sql.Tx, from, alias, in
 }
 
 func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
-	if s.kinds[storage.KindProfessional] {
+	if s.Kinds[storage.KindProfessional] {
 		if err := s.professionalNameLegs(ctx, tx); err != nil {
 			return err
 		}
 	}
-	if s.kinds[storage.KindOrganisation] {
+	if s.Kinds[storage.KindOrganisation] {
 		if f, ok := s.orgFilters(); ok {
 			leads, names := []conds{{}}, [2]string{"dir_organisations_name", "dir_organisations_trade"}
-			if s.postal != "" {
+			if s.Postal != "" {
 				var err error
 				if leads, err = s.placeLeads(ctx, tx, "dir_organisations o", "o", "dir_organisations_place"); err != nil {
 					return err
 				}
 				names = [2]string{"dir_organisations_place", "dir_organisations_place_trade"}
 			}
-			lo, hi := prefixArgs(s.nameKey)
+			lo, hi := prefixArgs(s.NameKey)
 			for _, lead := range leads {
 				for i, col := range []string{"o.name_key", "o.trade_key"} {
 					c := lead.clone()
@@ -679,18 +570,18 @@ func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 					c = c.and(f)
 					query := `SELECT o.id, ` + col + ` = ?, ` + col + `, '' FROM dir_organisations o INDEXED BY ` + names[i] +
 						` WHERE ` + c.sql() + ` ORDER BY ` + col + ` LIMIT ?`
-					if _, err := s.leg(ctx, tx, storage.KindOrganisation, query, append([]any{s.nameKey}, c.args...), false); err != nil {
+					if _, err := s.leg(ctx, tx, storage.KindOrganisation, query, append([]any{s.NameKey}, c.args...), false); err != nil {
 						return err
 					}
 				}
 			}
 		}
 	}
-	if s.kinds[storage.KindMailbox] || s.kinds[storage.KindProfessional] {
+	if s.Kinds[storage.KindMailbox] || s.Kinds[storage.KindProfessional] {
 		f := s.mailboxFilters()
 		leads := []conds{{}}
 		nameIdx, revIdx := "dir_mailboxes_name", "dir_mailboxes_rev"
-		if s.postal != "" {
+		if s.Postal != "" {
 			var err error
 			if leads, err = s.placeLeads(ctx, tx, "dir_mailboxes m", "m", "dir_mailboxes_place"); err != nil {
 				return err
@@ -716,7 +607,7 @@ func (s *searchSpec) nameLegs(ctx context.Context, tx *sql.Tx) error {
 // professionalNameLegs: without a postcode, the professionals' name pairs
 // drive; with one, the activities' (which carry the names), per area.
 func (s *searchSpec) professionalNameLegs(ctx context.Context, tx *sql.Tx) error {
-	if s.postal == "" {
+	if s.Postal == "" {
 		f := s.profFilters(true)
 		name := pairSide{kind: storage.KindProfessional, from: "dir_professionals p", key: "p.id", prof: "''",
 			a: "p.family_key", b: "p.given_key", ab: "dir_professionals_name",
@@ -756,10 +647,10 @@ func (s *searchSpec) professionalNameLegs(ctx context.Context, tx *sql.Tx) error
 // when a condition needs it.
 func (s *searchSpec) activityFilters() (conds, string) {
 	var c conds
-	lo, hi := prefixArgs(s.postal)
+	lo, hi := prefixArgs(s.Postal)
 	c.add(`a.postal_code >= ? AND a.postal_code < ?`, lo, hi)
-	if s.city != "" {
-		clo, chi := prefixArgs(s.city)
+	if s.City != "" {
+		clo, chi := prefixArgs(s.City)
 		c.add(`a.city_key >= ? AND a.city_key < ?`, clo, chi)
 	}
 	pf := s.profFilters(false)
@@ -773,11 +664,11 @@ const activityJoin = ` CROSS JOIN dir_professionals p ON p.id = a.professional`
 
 // otherLegs drives a query without a name.
 func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
-	wantProf, wantOrg, wantMbox := s.kinds[storage.KindProfessional], s.kinds[storage.KindOrganisation], s.kinds[storage.KindMailbox]
+	wantProf, wantOrg, wantMbox := s.Kinds[storage.KindProfessional], s.Kinds[storage.KindOrganisation], s.Kinds[storage.KindMailbox]
 	of, orgOK := s.orgFilters()
 	wantOrg = wantOrg && orgOK
 	switch {
-	case s.q.Identifier != "":
+	case s.Q.Identifier != "":
 		if wantProf {
 			f := s.profFilters(true)
 			if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p WHERE `+
@@ -798,17 +689,17 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 				return err
 			}
 		}
-	case s.address != "":
+	case s.Address != "":
 		// Address prefix: the mailbox rows drive; rows of imported
 		// professionals become their hits.
 		if wantProf || wantMbox {
 			f := s.mailboxFilters()
 			if _, err := s.leg(ctx, tx, storage.KindMailbox, `SELECT m.address_key, m.address_key = ?, m.address_key, m.professional FROM dir_mailboxes m WHERE `+
-				f.sql()+` ORDER BY m.address_key LIMIT ?`, append([]any{s.address}, f.args...), false); err != nil {
+				f.sql()+` ORDER BY m.address_key LIMIT ?`, append([]any{s.Address}, f.args...), false); err != nil {
 				return err
 			}
 		}
-	case s.postal != "":
+	case s.Postal != "":
 		// Postcode: by name, from the place indexes, per area.
 		if wantProf {
 			leads, err := s.placeLeads(ctx, tx, "dir_activities a", "a", "dir_activities_name")
@@ -855,11 +746,11 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 				}
 			}
 		}
-	case s.city != "":
+	case s.City != "":
 		// City: in city order, then id.
 		if wantProf {
 			var sub conds
-			lo, hi := prefixArgs(s.city)
+			lo, hi := prefixArgs(s.City)
 			sub.add(`a.city_key >= ? AND a.city_key < ?`, lo, hi)
 			c := sub.and(s.profFilters(false))
 			if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT a.professional, 1, a.city_key || char(1) || a.professional, '' FROM dir_activities a INDEXED BY dir_activities_city CROSS JOIN dir_professionals p ON p.id = a.professional WHERE `+c.sql()+` ORDER BY a.city_key, a.professional LIMIT ?`, c.args, true); err != nil {
@@ -884,7 +775,7 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 		if wantProf {
 			f := s.profFilters(true)
 			index := "dir_professionals_profession"
-			if s.q.SpecialtyCode != "" {
+			if s.Q.SpecialtyCode != "" {
 				index = "dir_professionals_specialty"
 			}
 			if _, err := s.leg(ctx, tx, storage.KindProfessional, `SELECT p.id, 1, p.id, '' FROM dir_professionals p INDEXED BY `+index+` WHERE `+
@@ -905,10 +796,11 @@ func (s *searchSpec) otherLegs(ctx context.Context, tx *sql.Tx) error {
 
 // SearchDirectory searches the directory (storage.DirectoryQuery).
 func (s *Store) SearchDirectory(ctx context.Context, q storage.DirectoryQuery) (storage.DirectoryPage, error) {
-	spec, err := newSearchSpec(q)
+	ds, err := dirsearch.New(q)
 	if err != nil {
 		return storage.DirectoryPage{}, fmt.Errorf("sqlite: search directory: %w", err)
 	}
+	spec := &searchSpec{Spec: ds}
 	var page storage.DirectoryPage
 	err = s.read(ctx, "search directory", func(tx *sql.Tx) error {
 		// Searches read scattered pages of a large file: map it rather
@@ -921,7 +813,7 @@ func (s *Store) SearchDirectory(ctx context.Context, q storage.DirectoryQuery) (
 		if spec.missing, err = searchIndexes(ctx, tx); err != nil {
 			return err
 		}
-		if spec.nameKey != "" {
+		if spec.NameKey != "" {
 			err = spec.nameLegs(ctx, tx)
 		} else {
 			err = spec.otherLegs(ctx, tx)
@@ -929,187 +821,72 @@ func (s *Store) SearchDirectory(ctx context.Context, q storage.DirectoryQuery) (
 		if err != nil {
 			return err
 		}
-		hits, err := spec.resolve(ctx, tx)
+		ranked, err := spec.Resolve(searchOwners{spec: spec, ctx: ctx, tx: tx})
 		if err != nil {
 			return err
 		}
-		if len(hits) > spec.q.Offset+spec.q.Limit {
-			page.More = true
-			hits = hits[:spec.q.Offset+spec.q.Limit]
-		}
-		if spec.q.Offset >= len(hits) {
-			hits = nil
-		} else {
-			hits = hits[spec.q.Offset:]
-		}
+		var hits []dirsearch.Candidate
+		hits, page.More = spec.Page(ranked)
 		page.Hits, err = spec.fillHits(ctx, tx, hits)
 		return err
 	})
 	return page, err
 }
 
-// resolve turns mailbox rows of imported professionals into professional
-// candidates, keeps one candidate per entry (its best rank), and sorts.
-//
-// A mailbox row names its owner (the legs read m.professional): that
-// owner is taken as is, and checked (it must be imported) only when it
-// ranks in the page, so that the page costs a few seeks rather than one
-// per mailbox row read. The addresses whose rows name no owner, or two,
-// are looked up: the owner is then the first row's, by source, whose
-// professional is imported.
-func (s *searchSpec) resolve(ctx context.Context, tx *sql.Tx) ([]candidate, error) {
-	known := map[string]bool{} // professionals known to be imported
-	named := map[string]string{}
-	ambiguous := map[string]bool{}
-	for _, c := range s.candidates {
-		switch {
-		case c.kind == storage.KindProfessional:
-			known[c.key] = true
-		case c.kind == storage.KindMailbox && c.prof != "":
-			if p, ok := named[c.key]; ok && p != c.prof {
-				ambiguous[c.key] = true
-			}
-			named[c.key] = c.prof
+// searchOwners answers dirsearch.Spec.Resolve in the search's
+// transaction.
+type searchOwners struct {
+	spec *searchSpec
+	ctx  context.Context
+	tx   *sql.Tx
+}
+
+func (o searchOwners) rows(q string, args []any, fn func(*sql.Rows) error) error {
+	o.spec.trace(q, args)
+	rows, err := o.spec.stmts.query(o.ctx, o.tx, q, args)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
 		}
 	}
-	var addrs []any
-	seenAddr := map[string]bool{}
-	for _, c := range s.candidates {
-		if c.kind == storage.KindMailbox && !seenAddr[c.key] && (named[c.key] == "" || ambiguous[c.key]) {
-			seenAddr[c.key] = true
-			addrs = append(addrs, c.key)
-		}
-	}
-	owner := map[string]string{} // address key -> imported professional
-	if len(addrs) > 0 {
-		// Seeks by address, then by professional (a join lets the planner
-		// walk the professionals instead).
-		addrs = padIn(addrs)
-		q := `SELECT m.address_key, m.professional FROM dir_mailboxes m WHERE m.address_key IN (` + inList(len(addrs)) + `)
+	return rows.Err()
+}
+
+// ImportedOwners seeks by address, then by professional (a join lets the
+// planner walk the professionals instead).
+func (o searchOwners) ImportedOwners(addrs []any, fn func(addr, prof string)) error {
+	q := `SELECT m.address_key, m.professional FROM dir_mailboxes m WHERE m.address_key IN (` + inList(len(addrs)) + `)
 AND m.professional != '' AND EXISTS (SELECT 1 FROM dir_professionals p WHERE p.id = m.professional) ORDER BY m.address_key, m.source`
-		s.trace(q, addrs)
-		rows, err := s.stmts.query(ctx, tx, q, addrs)
-		if err != nil {
-			return nil, fmt.Errorf("search owners: %w", err)
+	return o.rows(q, addrs, func(r *sql.Rows) error {
+		var a, p string
+		if err := r.Scan(&a, &p); err != nil {
+			return err
 		}
-		for rows.Next() {
-			var a, p string
-			if err := rows.Scan(&a, &p); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if _, ok := owner[a]; !ok {
-				owner[a] = p
-				known[p] = true
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	for a, p := range named {
-		if !ambiguous[a] {
-			owner[a] = p // to be checked if it ranks in the page
-		}
-	}
-	for {
-		out := s.rank(owner)
-		var check []any
-		for _, c := range out[:min(len(out), s.max)] {
-			if c.kind == storage.KindProfessional && !known[c.key] {
-				check = append(check, c.key)
-			}
-		}
-		if len(check) == 0 {
-			return out, nil
-		}
-		for _, p := range check {
-			known[p.(string)] = false
-		}
-		check = padIn(check)
-		q := `SELECT id FROM dir_professionals WHERE id IN (` + inList(len(check)) + `)`
-		s.trace(q, check)
-		rows, err := s.stmts.query(ctx, tx, q, check)
-		if err != nil {
-			return nil, fmt.Errorf("search owners: %w", err)
-		}
-		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			known[p] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		for a, p := range owner {
-			if !known[p] {
-				delete(owner, a) // not imported: the address stays a mailbox hit
-			}
-		}
-		for p, ok := range known {
-			if !ok {
-				delete(known, p)
-			}
-		}
-	}
-}
-
-// rank merges the candidates, mailbox rows of an owner as that owner, one
-// per entry at its best rank, in ranking order.
-func (s *searchSpec) rank(owner map[string]string) []candidate {
-	best := map[[2]string]int{}
-	var out []candidate
-	for _, c := range s.candidates {
-		if c.kind == storage.KindMailbox {
-			if p, ok := owner[c.key]; ok {
-				c.kind, c.key = storage.KindProfessional, p
-			}
-		}
-		if !s.kinds[c.kind] {
-			continue
-		}
-		k := [2]string{string(c.kind), c.key}
-		if i, ok := best[k]; ok {
-			if c.sort < out[i].sort {
-				out[i].sort = c.sort
-			}
-			continue
-		}
-		best[k] = len(out)
-		out = append(out, c)
-	}
-	kindRank := map[storage.EntryKind]int{storage.KindProfessional: 0, storage.KindOrganisation: 1, storage.KindMailbox: 2}
-	slices.SortFunc(out, func(a, b candidate) int {
-		if c := strings.Compare(a.sort, b.sort); c != 0 {
-			return c
-		}
-		if c := kindRank[a.kind] - kindRank[b.kind]; c != 0 {
-			return c
-		}
-		return strings.Compare(a.key, b.key)
+		fn(a, p)
+		return nil
 	})
-	return out
 }
 
-func keysOf(cs []candidate, kind storage.EntryKind) []any {
-	var out []any
-	for _, c := range cs {
-		if c.kind == kind {
-			out = append(out, c.key)
+func (o searchOwners) Imported(ids []any, fn func(id string)) error {
+	q := `SELECT id FROM dir_professionals WHERE id IN (` + inList(len(ids)) + `)`
+	return o.rows(q, ids, func(r *sql.Rows) error {
+		var p string
+		if err := r.Scan(&p); err != nil {
+			return err
 		}
-	}
-	return out
+		fn(p)
+		return nil
+	})
 }
 
 // fillHits reads the page's entries and their details with a few IN
 // queries.
-func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) ([]storage.DirectoryHit, error) {
-	profIDs, orgIDs, addrs := keysOf(cs, storage.KindProfessional), keysOf(cs, storage.KindOrganisation), keysOf(cs, storage.KindMailbox)
+func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []dirsearch.Candidate) ([]storage.DirectoryHit, error) {
+	profIDs, orgIDs, addrs := dirsearch.KeysOf(cs, storage.KindProfessional), dirsearch.KeysOf(cs, storage.KindOrganisation), dirsearch.KeysOf(cs, storage.KindMailbox)
 	profs := map[string]*storage.Professional{}
 	acts := map[string][]storage.Activity{}
 	orgs := map[string]*storage.Organisation{}
@@ -1122,7 +899,7 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 		if len(args) == 0 {
 			return nil
 		}
-		args = padIn(args)
+		args = dirsearch.PadIn(args)
 		q = strings.Replace(q, "IN (?)", "IN ("+inList(len(args))+")", 1)
 		s.trace(s.sql(q), args)
 		rows, err := s.stmts.query(ctx, tx, s.sql(q), args)
@@ -1240,15 +1017,15 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 
 	hits := make([]storage.DirectoryHit, 0, len(cs))
 	for _, c := range cs {
-		h := storage.DirectoryHit{Kind: c.kind}
-		switch c.kind {
+		h := storage.DirectoryHit{Kind: c.Kind}
+		switch c.Kind {
 		case storage.KindProfessional:
-			p := profs[c.key]
+			p := profs[c.Key]
 			if p == nil {
 				continue // deleted between the legs and here: cannot happen in one snapshot
 			}
 			h.Professional = p
-			h.Activities = acts[c.key]
+			h.Activities = acts[c.Key]
 			seen := map[string]bool{}
 			for _, a := range h.Activities {
 				if o := orgs[a.Organisation]; o != nil && !seen[o.ID] {
@@ -1256,16 +1033,16 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []candidate) (
 					h.Sites = append(h.Sites, *o)
 				}
 			}
-			h.Mailboxes = profMboxes[c.key]
+			h.Mailboxes = profMboxes[c.Key]
 		case storage.KindOrganisation:
-			o := orgs[c.key]
+			o := orgs[c.Key]
 			if o == nil {
 				continue
 			}
 			h.Organisation = o
-			h.Mailboxes = orgMboxes[c.key]
+			h.Mailboxes = orgMboxes[c.Key]
 		case storage.KindMailbox:
-			m := mboxes[c.key]
+			m := mboxes[c.Key]
 			if m == nil {
 				continue
 			}

@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/relais-mssante/relais/storage"
@@ -19,54 +17,16 @@ import (
 
 var _ storage.DocumentStore = (*Store)(nil)
 
-const (
-	// MaxDocumentMetadata bounds DocumentRecord.Metadata (the contract's
-	// 1 MiB); larger is storage.ErrTooLarge.
-	MaxDocumentMetadata = 1 << 20
-	// maxDocText bounds each text field of a document record (they come
-	// from an untrusted CDA header); longer values are cut.
-	maxDocText = 1000
-	// maxDocProblems bounds DocumentRecord.Problems.
-	maxDocProblems = 8000
-	// maxDocsPerCall bounds AddDocuments: one message rarely carries more
-	// than a handful of documents, for a few hundred recipients at most.
-	maxDocsPerCall = 10000
-	// maxTokenName bounds an API token's name; maxSentID a sent document's
-	// public id; maxSentRecipients its recipient list.
-	maxTokenName      = 200
-	maxSentID         = 100
-	maxSentRecipients = 1000
-	// tokenUseGranularity: APITokenByHash records a use only when the
-	// stored LastUsed is older than this, so that a busy client does not
-	// turn every request into a disk write.
-	tokenUseGranularity = time.Minute
-)
+// MaxDocumentMetadata bounds DocumentRecord.Metadata (the contract's 1 MiB);
+// larger is storage.ErrTooLarge.
+const MaxDocumentMetadata = storage.MaxDocumentMetadata
 
-// prepareDocument checks and bounds a DocumentRecord outside the write
-// transaction.
-func prepareDocument(d storage.DocumentRecord) (storage.DocumentRecord, error) {
-	if len(d.Metadata) > MaxDocumentMetadata {
-		return d, fmt.Errorf("document metadata of %d bytes: %w", len(d.Metadata), storage.ErrTooLarge)
-	}
-	if d.Account <= 0 || d.Mailbox <= 0 || d.UID == 0 {
-		return d, fmt.Errorf("document without account, mailbox or uid: %w", storage.ErrInvalid)
-	}
-	if !plainText(d.MessageID, maxMessageID) {
-		return d, fmt.Errorf("document message id: %w", storage.ErrInvalid)
-	}
-	for _, f := range []*string{&d.Recipient, &d.PatientINS, &d.INSKind, &d.PatientName, &d.TypeCode,
-		&d.TypeDisplay, &d.Title, &d.AuthorID, &d.AuthorName, &d.Custodian} {
-		*f = cut(*f, maxDocText)
-	}
-	d.Problems = cut(d.Problems, maxDocProblems)
-	if d.Received.IsZero() {
-		d.Received = time.Now()
-	}
-	if d.Metadata == nil {
-		d.Metadata = []byte{}
-	}
-	return d, nil
-}
+// The bounds on a record's text fields (storage.PrepareDocument), under the
+// names this package's tests use.
+const (
+	maxDocText     = storage.MaxDocumentText
+	maxDocProblems = storage.MaxDocumentProblems
+)
 
 // AddDocuments records the documents of delivered message copies in one
 // transaction and publishes a ChangeDocumentReceived on each owner's feed
@@ -76,19 +36,12 @@ func (s *Store) AddDocuments(ctx context.Context, docs []storage.DocumentRecord)
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	if len(docs) > maxDocsPerCall {
-		return nil, fmt.Errorf("sqlite: add documents: %d documents: %w", len(docs), storage.ErrTooLarge)
-	}
-	prepared := make([]storage.DocumentRecord, len(docs))
-	for i, d := range docs {
-		p, err := prepareDocument(d)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: add documents: %w", err)
-		}
-		prepared[i] = p
+	prepared, err := storage.PrepareDocuments(docs, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: add documents: %w", err)
 	}
 	var ids []storage.DocumentID
-	err := s.write(ctx, "add documents", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+	err = s.write(ctx, "add documents", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		ids = ids[:0]
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO documents (account, mailbox, uid, message_id, recipient,
 			patient_ins, ins_kind, patient_name, type_code, type_display, title, author_id, author_name, custodian,
@@ -210,24 +163,12 @@ func (s *Store) DocumentsByPatient(ctx context.Context, acct storage.AccountID, 
 	return out, err
 }
 
-// validHash reports whether h is a lower-case hex SHA-256.
-func validHash(h string) bool {
-	if len(h) != 64 || strings.ToLower(h) != h {
-		return false
-	}
-	_, err := hex.DecodeString(h)
-	return err == nil
-}
-
 // CreateAPIToken stores a token; ID and Created are assigned. The account
 // must exist (ErrNotFound), the hash be a lower-case hex SHA-256
 // (ErrInvalid) not stored yet (ErrExists).
 func (s *Store) CreateAPIToken(ctx context.Context, t storage.APIToken) (storage.APIToken, error) {
-	if !validHash(t.Hash) {
-		return t, fmt.Errorf("sqlite: create api token: hash is not a hex SHA-256: %w", storage.ErrInvalid)
-	}
-	if t.Name == "" || !plainText(t.Name, maxTokenName) {
-		return t, fmt.Errorf("sqlite: create api token: name: %w", storage.ErrInvalid)
+	if err := storage.CheckAPIToken(t); err != nil {
+		return t, fmt.Errorf("sqlite: create api token: %w", err)
 	}
 	t.Created = time.Now().UTC()
 	t.LastUsed = time.Time{}
@@ -275,10 +216,10 @@ func scanToken(row interface{ Scan(...any) error }) (storage.APIToken, error) {
 
 // APITokenByHash finds a token neither revoked nor expired at now
 // (ErrNotFound otherwise) and records its use (at most once per
-// tokenUseGranularity, to spare the disk).
+// storage.TokenUseGranularity, to spare the disk).
 func (s *Store) APITokenByHash(ctx context.Context, hash string, now time.Time) (storage.APIToken, error) {
 	notFound := fmt.Errorf("sqlite: api token: %w", storage.ErrNotFound)
-	if !validHash(hash) {
+	if !storage.ValidTokenHash(hash) {
 		return storage.APIToken{}, notFound
 	}
 	var t storage.APIToken
@@ -293,10 +234,10 @@ func (s *Store) APITokenByHash(ctx context.Context, hash string, now time.Time) 
 	if err != nil {
 		return storage.APIToken{}, err
 	}
-	if t.Revoked || (!t.Expires.IsZero() && !now.Before(t.Expires)) {
+	if !storage.TokenUsable(t, now) {
 		return storage.APIToken{}, notFound
 	}
-	if t.LastUsed.IsZero() || now.Sub(t.LastUsed) >= tokenUseGranularity {
+	if storage.TokenUseDue(t, now) {
 		err := s.write(ctx, "api token use", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
 			// Revoked meanwhile: the token is refused.
 			res, err := tx.ExecContext(ctx, `UPDATE api_tokens SET last_used = max(last_used, ?) WHERE id = ? AND revoked = 0`, unixNano(now), t.ID)
@@ -359,23 +300,9 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id int64) error {
 
 // AddSentDocument records a document sent through the API.
 func (s *Store) AddSentDocument(ctx context.Context, d storage.SentDocument) error {
-	if d.ID == "" || !plainText(d.ID, maxSentID) || !plainText(d.MessageID, maxMessageID) {
-		return fmt.Errorf("sqlite: add sent document: id or message id: %w", storage.ErrInvalid)
-	}
-	if len(d.Recipients) == 0 || len(d.Recipients) > maxSentRecipients {
-		return fmt.Errorf("sqlite: add sent document: %d recipients: %w", len(d.Recipients), storage.ErrInvalid)
-	}
-	for _, r := range d.Recipients {
-		if !plainText(r, maxPath) {
-			return fmt.Errorf("sqlite: add sent document: recipient: %w", storage.ErrInvalid)
-		}
-	}
-	rcpts, err := json.Marshal(d.Recipients)
+	d, rcpts, err := storage.PrepareSentDocument(d, time.Now())
 	if err != nil {
 		return fmt.Errorf("sqlite: add sent document: %w", err)
-	}
-	if d.Created.IsZero() {
-		d.Created = time.Now()
 	}
 	return s.write(ctx, "add sent document", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
 		if err := accountExists(ctx, tx, d.Account); err != nil {
@@ -389,7 +316,7 @@ func (s *Store) AddSentDocument(ctx context.Context, d storage.SentDocument) err
 			return fmt.Errorf("sent document %q: %w", d.ID, storage.ErrExists)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO sent_documents (id, account, message_id, recipients, created) VALUES (?, ?, ?, ?, ?)`,
-			d.ID, d.Account, d.MessageID, string(rcpts), unixNano(d.Created))
+			d.ID, d.Account, d.MessageID, rcpts, unixNano(d.Created))
 		return err
 	})
 }

@@ -15,54 +15,6 @@ import (
 
 const delim = string(storage.MailboxDelimiter)
 
-// normMailboxName validates a mailbox name and spells INBOX (and the INBOX
-// prefix of its children) in upper case: RFC 9051 5.1, INBOX is
-// case-insensitive, every other name is case-sensitive.
-func normMailboxName(name string) (string, error) {
-	if name == "" || len(name) > 1000 || !utf8.ValidString(name) {
-		return "", fmt.Errorf("mailbox name %q: %w", name, storage.ErrInvalid)
-	}
-	if strings.EqualFold(name, "INBOX") {
-		return "INBOX", nil
-	}
-	if len(name) > 6 && strings.EqualFold(name[:6], "INBOX"+delim) {
-		name = "INBOX" + name[5:]
-	}
-	for _, level := range strings.Split(name, delim) {
-		if level == "" {
-			return "", fmt.Errorf("mailbox name %q: empty level: %w", name, storage.ErrInvalid)
-		}
-	}
-	for _, r := range name {
-		// RFC 9051 5.1: no wildcards (list-wildcards) nor controls in names.
-		if r < 0x20 || r == 0x7f || r == '*' || r == '%' {
-			return "", fmt.Errorf("mailbox name %q: %w", name, storage.ErrInvalid)
-		}
-	}
-	return name, nil
-}
-
-func validSpecialUse(su string) bool {
-	switch su {
-	case storage.SpecialUseNone, storage.SpecialUseSent, storage.SpecialUseDrafts, storage.SpecialUseTrash,
-		storage.SpecialUseJunk, storage.SpecialUseArchive, storage.SpecialUseAll, storage.SpecialUseFlagged:
-		return true
-	}
-	return false
-}
-
-// parents returns the superior names of name, shortest first ("a/b/c" ->
-// "a", "a/b").
-func parents(name string) []string {
-	var out []string
-	for i := 0; i < len(name); i++ {
-		if name[i] == storage.MailboxDelimiter {
-			out = append(out, name[:i])
-		}
-	}
-	return out
-}
-
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -158,7 +110,7 @@ func insertMailbox(ctx context.Context, q querier, acct storage.AccountID, name,
 // createParents creates the missing superior names of name (RFC 9051
 // 6.3.4), recording their creation.
 func createParents(ctx context.Context, tx *sql.Tx, ch *changes, acct storage.AccountID, name string) error {
-	for _, p := range parents(name) {
+	for _, p := range storage.MailboxParents(name) {
 		ok, err := mailboxExists(ctx, tx, acct, p)
 		if err != nil {
 			return err
@@ -205,7 +157,7 @@ func (s *Store) Mailboxes(ctx context.Context, acct storage.AccountID) ([]storag
 
 // MailboxByName finds a mailbox (INBOX case-insensitively).
 func (s *Store) MailboxByName(ctx context.Context, acct storage.AccountID, name string) (storage.Mailbox, error) {
-	name, err := normMailboxName(name)
+	name, err := storage.NormMailboxName(name)
 	if err != nil {
 		return storage.Mailbox{}, fmt.Errorf("sqlite: mailbox by name: %w", storage.ErrNotFound)
 	}
@@ -220,11 +172,11 @@ func (s *Store) MailboxByName(ctx context.Context, acct storage.AccountID, name 
 // CreateMailbox creates a mailbox and its missing parents (RFC 9051 6.3.4).
 // specialUse is one of the storage.SpecialUse constants (RFC 6154 2).
 func (s *Store) CreateMailbox(ctx context.Context, acct storage.AccountID, name, specialUse string) (storage.Mailbox, error) {
-	name, err := normMailboxName(name)
+	name, err := storage.NormMailboxName(name)
 	if err != nil {
 		return storage.Mailbox{}, fmt.Errorf("sqlite: create mailbox: %w", err)
 	}
-	if !validSpecialUse(specialUse) {
+	if !storage.ValidSpecialUse(specialUse) {
 		return storage.Mailbox{}, fmt.Errorf("sqlite: create mailbox: special use %q: %w", specialUse, storage.ErrInvalid)
 	}
 	var m storage.Mailbox
@@ -263,7 +215,7 @@ func createMailboxTx(ctx context.Context, tx *sql.Tx, ch *changes, acct storage.
 // a name that has inferior names; a LIST then shows the parent as
 // \NonExistent, RFC 9051 7.3.1).
 func (s *Store) DeleteMailbox(ctx context.Context, acct storage.AccountID, name string) error {
-	name, err := normMailboxName(name)
+	name, err := storage.NormMailboxName(name)
 	if err != nil {
 		return fmt.Errorf("sqlite: delete mailbox: %w", storage.ErrNotFound)
 	}
@@ -327,11 +279,11 @@ func dropOrphanBlobs(ctx context.Context, tx *sql.Tx, blobs []int64) error {
 // its messages (UIDs kept) to a new mailbox and leaves INBOX empty; INBOX's
 // children are not renamed.
 func (s *Store) RenameMailbox(ctx context.Context, acct storage.AccountID, from, to string) error {
-	from, err := normMailboxName(from)
+	from, err := storage.NormMailboxName(from)
 	if err != nil {
 		return fmt.Errorf("sqlite: rename mailbox: %w", storage.ErrNotFound)
 	}
-	if to, err = normMailboxName(to); err != nil {
+	if to, err = storage.NormMailboxName(to); err != nil {
 		return fmt.Errorf("sqlite: rename mailbox: %w", err)
 	}
 	if to == "INBOX" {
@@ -453,7 +405,7 @@ func listUIDs(ctx context.Context, q querier, mbox storage.MailboxID) ([]uint32,
 // SetSubscribed changes the subscription of an existing mailbox (RFC 9051
 // 6.3.7, 6.3.8).
 func (s *Store) SetSubscribed(ctx context.Context, acct storage.AccountID, name string, subscribed bool) error {
-	name, err := normMailboxName(name)
+	name, err := storage.NormMailboxName(name)
 	if err != nil {
 		return fmt.Errorf("sqlite: set subscribed: %w", storage.ErrNotFound)
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/relais-mssante/relais/storage"
-	"github.com/relais-mssante/relais/storage/summary"
 )
 
 // jsonInts renders ids as a JSON array for json_each().
@@ -29,43 +28,9 @@ func jsonInts[T int64 | uint32](ids []T) string {
 	return b.String()
 }
 
-// parsedMessage is a message ready to insert: parsed once, whatever the
-// number of copies.
-type parsedMessage struct {
-	raw            []byte
-	summary        []byte
-	header, body   string
-	internalDateNs int64
-}
-
-func (s *Store) parse(raw []byte, internalDate time.Time) (*parsedMessage, error) {
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("empty message: %w", storage.ErrInvalid)
-	}
-	if int64(len(raw)) > s.maxSize {
-		return nil, fmt.Errorf("message of %d bytes: %w", len(raw), storage.ErrTooLarge)
-	}
-	sum, err := summary.Parse(raw)
-	if err != nil {
-		s.log.Warn("sqlite: message summary: unparsable message, storing a minimal summary", "err", err, "size", len(raw))
-		sum = summary.Minimal(raw)
-	}
-	enc, err := summary.Encode(sum)
-	if err != nil {
-		if enc, err = summary.Encode(summary.Minimal(raw)); err != nil {
-			return nil, err
-		}
-	}
-	header, body := summary.SearchText(raw)
-	if internalDate.IsZero() {
-		internalDate = time.Now()
-	}
-	return &parsedMessage{raw: raw, summary: enc, header: header, body: body, internalDateNs: unixNano(internalDate)}, nil
-}
-
-func insertBlob(ctx context.Context, tx *sql.Tx, p *parsedMessage) (int64, error) {
+func insertBlob(ctx context.Context, tx *sql.Tx, p *storage.ParsedMessage) (int64, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (size, summary, search_header, search_body, raw) VALUES (?, ?, ?, ?, ?)`,
-		len(p.raw), p.summary, p.header, p.body, p.raw)
+		len(p.Raw), p.Summary, p.SearchHeader, p.SearchBody, p.Raw)
 	if err != nil {
 		return 0, err
 	}
@@ -102,7 +67,7 @@ func insertMessage(ctx context.Context, tx *sql.Tx, mbox storage.MailboxID, blob
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO messages (mailbox, uid, modseq, flags, seen, deleted, internaldate, size, blob)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		mbox, uid, modseq, joinFlags(flags), boolInt(hasFlag(flags, storage.FlagSeen)), boolInt(hasFlag(flags, storage.FlagDeleted)),
+		mbox, uid, modseq, storage.JoinFlags(flags), boolInt(storage.HasFlag(flags, storage.FlagSeen)), boolInt(storage.HasFlag(flags, storage.FlagDeleted)),
 		internalDateNs, size, blob)
 	return uid, modseq, err
 }
@@ -144,7 +109,7 @@ func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate
 // localDelivery is a message checked and parsed for its local copies,
 // ready for deliverTx inside a write job (Deliver, Append, Submit).
 type localDelivery struct {
-	p       *parsedMessage
+	p       *storage.ParsedMessage
 	rcpts   []storage.Recipient
 	targets []localTarget
 }
@@ -162,17 +127,17 @@ func (s *Store) prepareLocal(raw []byte, internalDate time.Time, rcpts []storage
 	}
 	targets := make([]localTarget, len(rcpts))
 	for i, r := range rcpts {
-		name, err := normMailboxName(r.Mailbox)
+		name, err := storage.NormMailboxName(r.Mailbox)
 		if err != nil {
 			return nil, storage.ErrNotFound
 		}
-		flags, err := normFlags(r.Flags)
+		flags, err := storage.NormFlags(r.Flags)
 		if err != nil {
 			return nil, err
 		}
 		targets[i] = localTarget{name, flags}
 	}
-	p, err := s.parse(raw, internalDate)
+	p, err := storage.ParseMessage(raw, internalDate, s.maxSize, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +158,7 @@ func (ld *localDelivery) deliverTx(ctx context.Context, tx *sql.Tx, ch *changes)
 		if err != nil {
 			return nil, fmt.Errorf("account %d: %w", r.Account, err)
 		}
-		uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, ld.targets[i].flags, ld.p.internalDateNs, int64(len(ld.p.raw)))
+		uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, ld.targets[i].flags, unixNano(ld.p.InternalDate), int64(len(ld.p.Raw)))
 		if err != nil {
 			return nil, err
 		}
@@ -237,7 +202,7 @@ func scanMessages(rows *sql.Rows) ([]storage.MessageInfo, error) {
 		if err := rows.Scan(&uid, &modseq, &flags, &date, &mi.Size, &mi.Summary); err != nil {
 			return nil, err
 		}
-		mi.UID, mi.ModSeq, mi.Flags, mi.InternalDate = uint32(uid), uint64(modseq), splitFlags(flags), fromUnixNano(date)
+		mi.UID, mi.ModSeq, mi.Flags, mi.InternalDate = uint32(uid), uint64(modseq), storage.SplitFlags(flags), fromUnixNano(date)
 		out = append(out, mi)
 	}
 	return out, rows.Err()
@@ -319,7 +284,7 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 	if op != storage.FlagsSet && op != storage.FlagsAdd && op != storage.FlagsRemove {
 		return nil, nil, fmt.Errorf("sqlite: store flags: op %d: %w", op, storage.ErrInvalid)
 	}
-	nflags, err := normFlags(flags)
+	nflags, err := storage.NormFlags(flags)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: store flags: %w", err)
 	}
@@ -352,7 +317,7 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 				failed = append(failed, uint32(uid))
 				continue
 			}
-			if next, changed := applyFlags(splitFlags(cur), op, nflags); changed {
+			if next, changed := storage.ApplyFlags(storage.SplitFlags(cur), op, nflags); changed {
 				todo = append(todo, change{uint32(uid), next})
 			}
 		}
@@ -373,8 +338,8 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 		}
 		defer stmt.Close()
 		for _, c := range todo {
-			if _, err := stmt.ExecContext(ctx, joinFlags(c.flags), boolInt(hasFlag(c.flags, storage.FlagSeen)),
-				boolInt(hasFlag(c.flags, storage.FlagDeleted)), modseq, mbox, c.uid); err != nil {
+			if _, err := stmt.ExecContext(ctx, storage.JoinFlags(c.flags), boolInt(storage.HasFlag(c.flags, storage.FlagSeen)),
+				boolInt(storage.HasFlag(c.flags, storage.FlagDeleted)), modseq, mbox, c.uid); err != nil {
 				return err
 			}
 			updated = append(updated, storage.FlagUpdate{UID: c.uid, ModSeq: modseq, Flags: c.flags})
@@ -472,7 +437,7 @@ func (s *Store) Move(ctx context.Context, acct storage.AccountID, from storage.M
 }
 
 func (s *Store) copyMove(ctx context.Context, op string, acct storage.AccountID, from storage.MailboxID, uids []uint32, to string, move bool) (storage.CopyResult, error) {
-	to, err := normMailboxName(to)
+	to, err := storage.NormMailboxName(to)
 	if err != nil {
 		return storage.CopyResult{}, fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
 	}
@@ -516,7 +481,7 @@ func (s *Store) copyMove(ctx context.Context, op string, acct storage.AccountID,
 		}
 		var blobs []int64
 		for _, m := range srcs {
-			flags := splitFlags(m.flags)
+			flags := storage.SplitFlags(m.flags)
 			uid, modseq, err := insertMessage(ctx, tx, dst.ID, m.blob, flags, m.date, m.size)
 			if err != nil {
 				return err

@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/relais-mssante/relais/storage"
 )
@@ -19,153 +17,27 @@ import (
 
 var _ storage.QueueStore = (*Store)(nil)
 
-const (
-	// maxDetail bounds a stored remote reply, DSN diagnostic or MDN
-	// disposition (a remote server chooses how long its reply is).
-	maxDetail = 1000
-	// RFC 3461 4.4: an ENVID is at most 100 characters; RFC 3461 4.2: an
-	// ORCPT parameter at most 500.
-	maxEnvID = 100
-	maxORCPT = 500
-	// RFC 5321 4.5.3.1.3: a path is at most 256 octets.
-	maxPath = 256
-	// RFC 5322 2.1.1: a header line is at most 998 characters.
-	maxMessageID = 998
-	// queueListBatch is how many entries QueueEntries reads per snapshot.
-	queueListBatch = 256
+// queueListBatch is how many entries QueueEntries reads per snapshot.
+const queueListBatch = 256
+
+// nsOrZero and timeOrZero are the shared time encoding (chat.go and
+// documents.go use them too).
+var (
+	nsOrZero   = storage.NanosOrZero
+	timeOrZero = storage.TimeOrZero
 )
-
-func nsOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func timeOrZero(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return fromUnixNano(n)
-}
-
-// cut bounds s to n bytes without splitting a UTF-8 sequence, and drops
-// invalid bytes.
-func cut(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i]
-}
-
-// plainText reports whether s fits in one header or envelope line.
-func plainText(s string, max int) bool {
-	return len(s) <= max && !strings.ContainsAny(s, "\r\n\x00")
-}
-
-// normNotify checks a NOTIFY list (RFC 3461 4.1: NEVER, or any of SUCCESS,
-// FAILURE, DELAY) and returns it upper-case, comma-separated.
-func normNotify(list []string) (string, error) {
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range list {
-		k = strings.ToUpper(strings.TrimSpace(k))
-		switch k {
-		case storage.NotifyNever, storage.NotifySuccess, storage.NotifyFailure, storage.NotifyDelay:
-		default:
-			return "", fmt.Errorf("NOTIFY %q: %w", k, storage.ErrInvalid)
-		}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	if seen[storage.NotifyNever] && len(out) > 1 {
-		// RFC 3461 4.1: NEVER is used alone.
-		return "", fmt.Errorf("NOTIFY NEVER with other keywords: %w", storage.ErrInvalid)
-	}
-	return strings.Join(out, ","), nil
-}
-
-func splitNotify(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
-// preparedOutbound is an Outbound checked and normalised outside the write
-// transaction.
-type preparedOutbound struct {
-	out    storage.Outbound
-	rcpts  []storage.OutboundRecipient // canonical, deduplicated
-	domain []string
-	notify []string
-}
-
-func (s *Store) prepareOutbound(out storage.Outbound) (*preparedOutbound, error) {
-	if len(out.Raw) == 0 {
-		return nil, fmt.Errorf("empty message: %w", storage.ErrInvalid)
-	}
-	if int64(len(out.Raw)) > s.maxSize {
-		return nil, fmt.Errorf("message of %d bytes: %w", len(out.Raw), storage.ErrTooLarge)
-	}
-	if len(out.Recipients) == 0 {
-		return nil, fmt.Errorf("no recipients: %w", storage.ErrInvalid)
-	}
-	if out.Account < 0 {
-		return nil, fmt.Errorf("account %d: %w", out.Account, storage.ErrInvalid)
-	}
-	if !plainText(out.Sender, maxPath) || !plainText(out.MessageID, maxMessageID) ||
-		!plainText(out.EnvID, maxEnvID) {
-		return nil, fmt.Errorf("sender, message id or envid: %w", storage.ErrInvalid)
-	}
-	switch out.Ret { // RFC 3461 4.3
-	case "", "FULL", "HDRS":
-	default:
-		return nil, fmt.Errorf("RET %q: %w", out.Ret, storage.ErrInvalid)
-	}
-	p := &preparedOutbound{out: out}
-	seen := map[string]bool{}
-	for _, r := range out.Recipients {
-		canon, _, domain, err := normAddress(r.Address)
-		if err != nil {
-			return nil, err
-		}
-		if seen[canon] {
-			continue // RCPT given twice: one delivery
-		}
-		seen[canon] = true
-		notify, err := normNotify(r.Notify)
-		if err != nil {
-			return nil, err
-		}
-		if !plainText(r.ORCPT, maxORCPT) {
-			return nil, fmt.Errorf("ORCPT: %w", storage.ErrInvalid)
-		}
-		p.rcpts = append(p.rcpts, storage.OutboundRecipient{Address: canon, Notify: splitNotify(notify), ORCPT: r.ORCPT})
-		p.domain = append(p.domain, domain)
-		p.notify = append(p.notify, notify)
-	}
-	return p, nil
-}
 
 // enqueueTx inserts the entry, its raw bytes and its recipients, all due
 // at now.
-func (p *preparedOutbound) enqueueTx(ctx context.Context, tx *sql.Tx, now time.Time) (storage.QueueID, error) {
-	if p.out.Account != 0 {
-		if err := accountExists(ctx, tx, p.out.Account); err != nil {
+func enqueueTx(ctx context.Context, tx *sql.Tx, p *storage.PreparedOutbound, now time.Time) (storage.QueueID, error) {
+	if p.Outbound.Account != 0 {
+		if err := accountExists(ctx, tx, p.Outbound.Account); err != nil {
 			return 0, err
 		}
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO queue_entries (account, sender, message_id, ret, envid, size, created, expires)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.out.Account, p.out.Sender, p.out.MessageID, p.out.Ret, p.out.EnvID,
-		len(p.out.Raw), unixNano(now), nsOrZero(p.out.Expires))
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.Outbound.Account, p.Outbound.Sender, p.Outbound.MessageID, p.Outbound.Ret, p.Outbound.EnvID,
+		len(p.Outbound.Raw), unixNano(now), nsOrZero(p.Outbound.Expires))
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +45,7 @@ func (p *preparedOutbound) enqueueTx(ctx context.Context, tx *sql.Tx, now time.T
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO queue_messages (entry, raw) VALUES (?, ?)`, id, p.out.Raw); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO queue_messages (entry, raw) VALUES (?, ?)`, id, p.Outbound.Raw); err != nil {
 		return 0, err
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients (entry, seq, address, domain, notify, orcpt, state, next_attempt)
@@ -182,8 +54,8 @@ func (p *preparedOutbound) enqueueTx(ctx context.Context, tx *sql.Tx, now time.T
 		return 0, err
 	}
 	defer stmt.Close()
-	for i, r := range p.rcpts {
-		if _, err := stmt.ExecContext(ctx, id, i, r.Address, p.domain[i], p.notify[i], r.ORCPT,
+	for i, r := range p.Recipients {
+		if _, err := stmt.ExecContext(ctx, id, i, r.Address, p.Domains[i], p.Notify[i], r.ORCPT,
 			string(storage.QueuePending), unixNano(now)); err != nil {
 			return 0, err
 		}
@@ -194,46 +66,21 @@ func (p *preparedOutbound) enqueueTx(ctx context.Context, tx *sql.Tx, now time.T
 // Submit stores a submission in one transaction: the local copies (as
 // Deliver), the queue entry and the delivery status rows.
 func (s *Store) Submit(ctx context.Context, sub storage.Submission) ([]storage.Delivered, storage.QueueID, error) {
-	if len(sub.Local) == 0 && sub.Outbound == nil {
-		return nil, 0, fmt.Errorf("sqlite: submit: no recipients: %w", storage.ErrInvalid)
+	ps, err := storage.PrepareSubmission(sub, s.maxSize, time.Now())
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
 	}
 	var ld *localDelivery
 	if len(sub.Local) > 0 {
-		var err error
 		if ld, err = s.prepareLocal(sub.Raw, sub.InternalDate, sub.Local); err != nil {
 			return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
-		}
-	}
-	var po *preparedOutbound
-	if sub.Outbound != nil {
-		var err error
-		if po, err = s.prepareOutbound(*sub.Outbound); err != nil {
-			return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
-		}
-	}
-	withStatus := sub.Account != 0 && sub.MessageID != ""
-	var statuses []storage.DeliveryStatus
-	if withStatus {
-		now := time.Now()
-		for _, a := range sub.LocalAddresses {
-			statuses = append(statuses, storage.DeliveryStatus{MessageID: sub.MessageID, Recipient: a, State: storage.StatusDelivered, Updated: now})
-		}
-		if po != nil {
-			for _, r := range po.rcpts {
-				statuses = append(statuses, storage.DeliveryStatus{MessageID: sub.MessageID, Recipient: r.Address, State: storage.StatusQueued, Updated: now})
-			}
-		}
-		for i := range statuses {
-			if err := normStatus(&statuses[i]); err != nil {
-				return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
-			}
 		}
 	}
 	var (
 		out []storage.Delivered
 		id  storage.QueueID
 	)
-	err := s.write(ctx, "submit", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+	err = s.write(ctx, "submit", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		out, id = nil, 0
 		if ld != nil {
 			d, err := ld.deliverTx(ctx, tx, ch)
@@ -242,18 +89,18 @@ func (s *Store) Submit(ctx context.Context, sub storage.Submission) ([]storage.D
 			}
 			out = d
 		}
-		if po != nil {
-			q, err := po.enqueueTx(ctx, tx, time.Now())
+		if ps.Outbound != nil {
+			q, err := enqueueTx(ctx, tx, ps.Outbound, time.Now())
 			if err != nil {
 				return err
 			}
 			id = q
 		}
-		if withStatus {
+		if ps.WithStatus {
 			if err := accountExists(ctx, tx, sub.Account); err != nil {
 				return err
 			}
-			for _, st := range statuses {
+			for _, st := range ps.Statuses {
 				if err := setStatusTx(ctx, tx, sub.Account, st); err != nil {
 					return err
 				}
@@ -269,13 +116,13 @@ func (s *Store) Submit(ctx context.Context, sub storage.Submission) ([]storage.D
 
 // Enqueue queues a message alone, durably; its recipients are due at once.
 func (s *Store) Enqueue(ctx context.Context, out storage.Outbound) (storage.QueueID, error) {
-	po, err := s.prepareOutbound(out)
+	po, err := storage.PrepareOutbound(out, s.maxSize)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: enqueue: %w", err)
 	}
 	var id storage.QueueID
 	err = s.write(ctx, "enqueue", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
-		q, err := po.enqueueTx(ctx, tx, time.Now())
+		q, err := enqueueTx(ctx, tx, po, time.Now())
 		id = q
 		return err
 	})
@@ -353,14 +200,7 @@ func (s *Store) LeaseDue(ctx context.Context, now time.Time, limit int, leaseFor
 		if err != nil {
 			return err
 		}
-		// Keep the due order of ids.
-		byID := make(map[storage.QueueID]storage.QueueEntry, len(entries))
-		for _, e := range entries {
-			byID[e.ID] = e
-		}
-		for _, id := range ids {
-			out = append(out, byID[storage.QueueID(id)])
-		}
+		out = storage.EntriesInOrder(entries, ids) // the due order
 		return nil
 	})
 	if err != nil {
@@ -415,7 +255,7 @@ func loadEntries(ctx context.Context, q querier, ids []int64) ([]storage.QueueEn
 		if err := rows.Scan(&entry, &r.Address, &r.Domain, &notify, &r.ORCPT, &state, &r.Attempts, &next, &last, &r.LastError, &notified); err != nil {
 			return nil, err
 		}
-		r.Notify, r.State, r.LastAttempt, r.DelayNotified = splitNotify(notify), storage.QueueState(state), timeOrZero(last), notified != 0
+		r.Notify, r.State, r.LastAttempt, r.DelayNotified = storage.SplitNotify(notify), storage.QueueState(state), timeOrZero(last), notified != 0
 		if r.State == storage.QueuePending {
 			r.NextAttempt = timeOrZero(next)
 		}
@@ -442,85 +282,49 @@ func (s *Store) QueueMessage(ctx context.Context, id storage.QueueID) ([]byte, e
 // RecordAttempt stores attempt outcomes, releases the lease, and removes the
 // entry once no recipient is pending.
 func (s *Store) RecordAttempt(ctx context.Context, id storage.QueueID, results []storage.AttemptResult) error {
-	type update struct {
-		address string
-		res     storage.AttemptResult
-	}
-	ups := make([]update, 0, len(results))
-	now := time.Now()
-	for _, r := range results {
-		canon, _, _, err := normAddress(r.Address)
-		if err != nil {
-			return fmt.Errorf("sqlite: record attempt: %w", err)
-		}
-		switch r.State {
-		case storage.QueuePending:
-			if r.NextAttempt.IsZero() {
-				return fmt.Errorf("sqlite: record attempt: deferred without a next attempt: %w", storage.ErrInvalid)
-			}
-		case storage.QueueDelivered, storage.QueueFailed:
-		default:
-			return fmt.Errorf("sqlite: record attempt: state %q: %w", r.State, storage.ErrInvalid)
-		}
-		if r.At.IsZero() {
-			r.At = now
-		}
-		r.Error = cut(r.Error, maxDetail)
-		ups = append(ups, update{canon, r})
+	ups, err := storage.PrepareAttempts(results, time.Now())
+	if err != nil {
+		return fmt.Errorf("sqlite: record attempt: %w", err)
 	}
 	return s.write(ctx, "record attempt", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
 		rows, err := tx.QueryContext(ctx, `SELECT seq, address, state FROM queue_recipients WHERE entry = ?`, id)
 		if err != nil {
 			return err
 		}
-		type rcpt struct {
-			seq   int64
-			state string
-		}
-		rcpts := map[string]*rcpt{}
+		seqs := map[string]int64{}
+		states := map[string]storage.QueueState{}
 		for rows.Next() {
-			var r rcpt
-			var addr string
-			if err := rows.Scan(&r.seq, &addr, &r.state); err != nil {
+			var seq int64
+			var addr, state string
+			if err := rows.Scan(&seq, &addr, &state); err != nil {
 				rows.Close()
 				return err
 			}
-			rcpts[addr] = &r
+			seqs[addr], states[addr] = seq, storage.QueueState(state)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(rcpts) == 0 {
+		if len(states) == 0 {
 			return fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
 		}
-		for _, u := range ups {
-			r, ok := rcpts[u.address]
-			if !ok {
-				return fmt.Errorf("queue entry %d: recipient not in entry: %w", id, storage.ErrInvalid)
-			}
-			if r.state != string(storage.QueuePending) {
-				continue // final already: a stale worker's report changes nothing
-			}
+		apply, done, err := storage.PlanAttempts(states, ups, true)
+		if err != nil {
+			return fmt.Errorf("queue entry %d: %w", id, err)
+		}
+		for _, u := range apply {
 			next := int64(0)
-			if u.res.State == storage.QueuePending {
-				next = unixNano(u.res.NextAttempt)
+			if u.State == storage.QueuePending {
+				next = unixNano(u.NextAttempt)
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE queue_recipients SET state = ?, attempts = attempts + 1, next_attempt = ?,
 				last_attempt = ?, last_error = ?, delay_notified = max(delay_notified, ?) WHERE entry = ? AND seq = ?`,
-				string(u.res.State), next, unixNano(u.res.At), u.res.Error, boolInt(u.res.DelayNotified), id, r.seq); err != nil {
+				string(u.State), next, unixNano(u.At), u.Error, boolInt(u.DelayNotified), id, seqs[u.Address]); err != nil {
 				return err
 			}
-			r.state = string(u.res.State)
 		}
-		pending := false
-		for _, r := range rcpts {
-			if r.state == string(storage.QueuePending) {
-				pending = true
-				break
-			}
-		}
-		if !pending {
+		if done {
 			// Recipients and raw bytes go with it (ON DELETE CASCADE).
 			_, err := tx.ExecContext(ctx, `DELETE FROM queue_entries WHERE id = ?`, id)
 			return err
@@ -624,52 +428,6 @@ func (s *Store) DropQueue(ctx context.Context, id storage.QueueID) error {
 	})
 }
 
-// statusRank orders the states that only move forward; failed is handled
-// apart (see storage.DeliveryState).
-var statusRank = map[storage.DeliveryState]int{
-	storage.StatusQueued:    1,
-	storage.StatusDelayed:   2,
-	storage.StatusRelayed:   3,
-	storage.StatusDelivered: 4,
-	storage.StatusRead:      5,
-}
-
-// statusAdvances reports whether a recipient at state from may move to to.
-// The same state refreshes the detail.
-func statusAdvances(from, to storage.DeliveryState) bool {
-	switch {
-	case from == to:
-		return true
-	case from == storage.StatusFailed:
-		// A late success report wins over a failure.
-		return to == storage.StatusDelivered || to == storage.StatusRead
-	case to == storage.StatusFailed:
-		return from == storage.StatusQueued || from == storage.StatusDelayed || from == storage.StatusRelayed
-	default:
-		return statusRank[to] > statusRank[from]
-	}
-}
-
-// normStatus checks a status and puts its recipient in canonical form.
-func normStatus(st *storage.DeliveryStatus) error {
-	if _, ok := statusRank[st.State]; !ok && st.State != storage.StatusFailed {
-		return fmt.Errorf("delivery state %q: %w", st.State, storage.ErrInvalid)
-	}
-	if st.MessageID == "" || !plainText(st.MessageID, maxMessageID) {
-		return fmt.Errorf("message id: %w", storage.ErrInvalid)
-	}
-	canon, _, _, err := normAddress(st.Recipient)
-	if err != nil {
-		return err
-	}
-	st.Recipient = canon
-	st.Detail = cut(st.Detail, maxDetail)
-	if st.Updated.IsZero() {
-		st.Updated = time.Now()
-	}
-	return nil
-}
-
 // setStatusTx writes one status row unless it would go backwards.
 func setStatusTx(ctx context.Context, tx *sql.Tx, acct storage.AccountID, st storage.DeliveryStatus) error {
 	var cur string
@@ -683,7 +441,7 @@ func setStatusTx(ctx context.Context, tx *sql.Tx, acct storage.AccountID, st sto
 	case err != nil:
 		return err
 	}
-	if !statusAdvances(storage.DeliveryState(cur), st.State) {
+	if !storage.DeliveryStateAdvances(storage.DeliveryState(cur), st.State) {
 		return nil
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE delivery_status SET state = ?, detail = ?, updated = ?
@@ -694,7 +452,7 @@ func setStatusTx(ctx context.Context, tx *sql.Tx, acct storage.AccountID, st sto
 
 // SetDeliveryStatus records a recipient's status for a message acct sent.
 func (s *Store) SetDeliveryStatus(ctx context.Context, acct storage.AccountID, st storage.DeliveryStatus) error {
-	if err := normStatus(&st); err != nil {
+	if err := storage.NormDeliveryStatus(&st, time.Now()); err != nil {
 		return fmt.Errorf("sqlite: set delivery status: %w", err)
 	}
 	return s.write(ctx, "set delivery status", func(ctx context.Context, tx *sql.Tx, _ *changes) error {
