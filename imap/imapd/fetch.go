@@ -15,7 +15,7 @@ import (
 // Fetch answers FETCH (RFC 9051 6.4.5) from MessageInfo and the stored
 // summary; the raw message is read only for body and binary sections.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
-	defer s.guard("fetch", &err)
+	defer s.guard("fetch")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := s.resolve(numSet)

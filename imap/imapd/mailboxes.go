@@ -25,7 +25,7 @@ func normName(name string) string {
 // Create creates a mailbox (RFC 9051 6.3.4), with a special-use attribute
 // when asked (RFC 6154 3).
 func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
-	defer s.guard("create", &err)
+	defer s.guard("create")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var use string
@@ -58,7 +58,7 @@ func knownSpecialUse(use string) bool {
 
 // Delete deletes a mailbox (RFC 9051 6.3.9); INBOX cannot be deleted.
 func (s *session) Delete(name string) (err error) {
-	defer s.guard("delete", &err)
+	defer s.guard("delete")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.srv.store.DeleteMailbox(s.ctx(), s.acct.ID, normName(name)); err != nil {
@@ -69,7 +69,7 @@ func (s *session) Delete(name string) (err error) {
 
 // Rename renames a mailbox and its children (RFC 9051 6.3.6).
 func (s *session) Rename(from, to string, _ *imap.RenameOptions) (err error) {
-	defer s.guard("rename", &err)
+	defer s.guard("rename")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.srv.store.RenameMailbox(s.ctx(), s.acct.ID, normName(from), normName(to)); err != nil {
@@ -80,7 +80,7 @@ func (s *session) Rename(from, to string, _ *imap.RenameOptions) (err error) {
 
 // Subscribe adds a mailbox to the subscriptions (RFC 9051 6.3.7).
 func (s *session) Subscribe(name string) (err error) {
-	defer s.guard("subscribe", &err)
+	defer s.guard("subscribe")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.srv.store.SetSubscribed(s.ctx(), s.acct.ID, normName(name), true); err != nil {
@@ -91,7 +91,7 @@ func (s *session) Subscribe(name string) (err error) {
 
 // Unsubscribe removes a mailbox from the subscriptions (RFC 9051 6.3.8).
 func (s *session) Unsubscribe(name string) (err error) {
-	defer s.guard("unsubscribe", &err)
+	defer s.guard("unsubscribe")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.srv.store.SetSubscribed(s.ctx(), s.acct.ID, normName(name), false); err != nil {
@@ -103,7 +103,7 @@ func (s *session) Unsubscribe(name string) (err error) {
 // List answers LIST and LSUB (RFC 9051 6.3.9, LIST-EXTENDED RFC 5258,
 // LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, CHILDREN RFC 3348).
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
-	defer s.guard("list", &err)
+	defer s.guard("list")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if options == nil {
@@ -174,7 +174,7 @@ func matchAny(name, ref string, patterns []string) bool {
 
 // Status answers STATUS (RFC 9051 6.3.11, STATUS=SIZE RFC 8438).
 func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
-	defer s.guard("status", &err)
+	defer s.guard("status")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := s.srv.store.MailboxByName(s.ctx(), s.acct.ID, normName(name))

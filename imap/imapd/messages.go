@@ -18,7 +18,7 @@ var (
 // Append stores a message (RFC 9051 6.3.12) and answers APPENDUID
 // (RFC 4315 3). OK is only sent once the store has committed.
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
-	defer s.guard("append", &err)
+	defer s.guard("append")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	limit := int64(s.srv.cfg.AppendLimit)
@@ -46,7 +46,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 
 // Copy copies messages (RFC 9051 6.4.7) and answers COPYUID (RFC 4315 3).
 func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
-	defer s.guard("copy", &err)
+	defer s.guard("copy")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := s.resolve(numSet)
@@ -75,7 +75,7 @@ func copyData(res storage.CopyResult) *imap.CopyData {
 // EXPUNGE per moved message, each with the sequence number it has at that
 // moment.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
-	defer s.guard("move", &err)
+	defer s.guard("move")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts, err := s.resolveWritable(numSet)
@@ -99,7 +99,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 // 6.4.9). CLOSE calls it too: on a mailbox opened with EXAMINE nothing is
 // removed (RFC 9051 6.4.1).
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err error) {
-	defer s.guard("expunge", &err)
+	defer s.guard("expunge")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.view.readOnly {

@@ -20,7 +20,7 @@ import (
 // (RFC 5182). Criteria are evaluated in Go over MessageInfo and the summary;
 // text criteria compare summary.Fold forms (case and accents ignored).
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
-	defer s.guard("search", &err)
+	defer s.guard("search")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.view

@@ -20,7 +20,7 @@ var (
 // subscribed at login; pending changes are dropped before the messages are
 // read, so every change committed after the read is still delivered.
 func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
-	defer s.guard("select", &err)
+	defer s.guard("select")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.view = nil
@@ -63,7 +63,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 // Unselect leaves the selected state (RFC 3691, RFC 9051 6.4.2). CLOSE
 // expunges first through Expunge.
 func (s *session) Unselect() (err error) {
-	defer s.guard("unselect", &err)
+	defer s.guard("unselect")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.view = nil
@@ -73,7 +73,7 @@ func (s *session) Unselect() (err error) {
 
 // Poll reports what changed since the last command (RFC 9051 6.1.2, 7.4.1).
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
-	defer s.guard("poll", &err)
+	defer s.guard("poll")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.update(w, allowExpunge)
@@ -82,7 +82,9 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 // Idle waits for changes and reports them until the client says DONE
 // (RFC 2177, RFC 9051 6.3.13).
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
-	defer s.guard("idle", &err)
+	defer s.guard("idle")(&err)
+	s.srv.idling.Add(1)
+	defer s.srv.idling.Add(-1)
 	s.mu.Lock()
 	sub := s.sub
 	err = s.update(w, true)

@@ -32,6 +32,17 @@ type Config struct {
 	// AppendLimit bounds an APPEND in bytes (RFC 7889); 0 means
 	// DefaultAppendLimit.
 	AppendLimit uint32
+	// Observer is told how long each command took (metrics). Nil: nobody
+	// is.
+	Observer Observer
+}
+
+// Observer is told about commands, for metrics; cmd/relais wires
+// internal/metrics. Calls must be cheap: they happen before the reply.
+type Observer interface {
+	// IMAPCommand: command is the lower-case command name ("fetch",
+	// "select"...); IDLE is not reported (see Server.Idling).
+	IMAPCommand(command string, elapsed time.Duration)
 }
 
 // Store is the part of storage.Store the IMAP server uses.
@@ -71,6 +82,7 @@ type Server struct {
 	imap   *imapserver.Server
 	panics atomic.Int64
 	connID atomic.Uint64
+	idling atomic.Int64 // sessions in IDLE now
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -184,6 +196,16 @@ func (s *Server) Close() error {
 
 // Panics returns how many panics were recovered in sessions.
 func (s *Server) Panics() int64 { return s.panics.Load() }
+
+// Sessions returns how many connections are open (metrics).
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Idling returns how many sessions are in IDLE now (metrics).
+func (s *Server) Idling() int64 { return s.idling.Load() }
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	id := s.connID.Add(1)

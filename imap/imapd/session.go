@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -49,18 +50,23 @@ var (
 
 func (s *session) ctx() context.Context { return s.srv.ctx }
 
-// guard recovers a panic in a command: it is counted and logged with its
-// stack, and the client gets NO [SERVERBUG] instead of a dropped connection.
-// Use as: defer s.guard("fetch", &err).
-func (s *session) guard(cmd string, err *error) {
-	v := recover()
-	if v == nil {
-		return
+// guard starts a command; the function it returns, deferred, recovers a
+// panic in the command (counted and logged with its stack; the client gets
+// NO [SERVERBUG] instead of a dropped connection) and tells the Observer
+// how long the command took. Use as: defer s.guard("fetch")(&err).
+func (s *session) guard(cmd string) func(err *error) {
+	start := time.Now()
+	return func(err *error) {
+		if v := recover(); v != nil {
+			s.srv.panics.Add(1)
+			ref := correlationID()
+			s.log.Error("panic in imap command", "cmd", cmd, "ref", ref, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			*err = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, reference " + ref}
+		}
+		if obs := s.srv.cfg.Observer; obs != nil && cmd != "idle" {
+			obs.IMAPCommand(cmd, time.Since(start))
+		}
 	}
-	s.srv.panics.Add(1)
-	ref := correlationID()
-	s.log.Error("panic in imap command", "cmd", cmd, "ref", ref, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-	*err = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, reference " + ref}
 }
 
 // internal logs a storage or other internal error and returns the generic
@@ -120,7 +126,7 @@ func (s *session) Close() error {
 // Login authenticates (RFC 9051 6.2.3). The reply never says whether the
 // account exists; throttling is reported as NO [UNAVAILABLE].
 func (s *session) Login(username, password string) (err error) {
-	defer s.guard("login", &err)
+	defer s.guard("login")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	acct, err := s.srv.auth.Authenticate(s.ctx(), username, password, s.remote)
@@ -146,7 +152,7 @@ func (s *session) Login(username, password string) (err error) {
 
 // Unauthenticate returns to the not-authenticated state (RFC 8437).
 func (s *session) Unauthenticate() (err error) {
-	defer s.guard("unauthenticate", &err)
+	defer s.guard("unauthenticate")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.logout()

@@ -12,7 +12,7 @@ import (
 // Store changes flags (RFC 9051 6.4.6) and, unless .SILENT, answers with
 // the new flags of every addressed message.
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
-	defer s.guard("store", &err)
+	defer s.guard("store")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts, err := s.resolveWritable(numSet)

@@ -15,16 +15,17 @@ import (
 const module = "github.com/relais-mssante/relais"
 
 // forbidden maps a package prefix (relative to the module) to the module
-// packages it must never depend on, directly or not.
+// packages it must never depend on, directly or not. Only cmd/relais knows
+// Prometheus (internal/metrics): the components declare observers.
 var forbidden = map[string][]string{
-	"storage":        {"cmd", "smtp", "imap", "chat", "directory", "document", "crypto", "internal/authn"},
-	"crypto":         {"cmd", "smtp", "imap", "chat", "directory", "document", "storage"},
-	"document":       {"cmd", "smtp", "imap", "chat", "directory", "storage", "crypto"},
-	"smtp":           {"cmd", "imap", "chat", "storage/sqlite", "storage/postgres"},
-	"imap":           {"cmd", "smtp", "chat", "directory", "document", "crypto", "storage/sqlite", "storage/postgres"},
-	"chat":           {"cmd", "smtp", "imap", "storage/sqlite", "storage/postgres"},
-	"directory":      {"cmd", "smtp", "imap", "chat", "storage/sqlite", "storage/postgres"},
-	"internal/authn": {"cmd", "smtp", "imap", "chat", "storage/sqlite", "storage/postgres"},
+	"storage":        {"cmd", "smtp", "imap", "chat", "directory", "document", "crypto", "internal/authn", "internal/metrics"},
+	"crypto":         {"cmd", "smtp", "imap", "chat", "directory", "document", "storage", "internal/metrics"},
+	"document":       {"cmd", "smtp", "imap", "chat", "directory", "storage", "crypto", "internal/metrics"},
+	"smtp":           {"cmd", "imap", "chat", "storage/sqlite", "storage/postgres", "internal/metrics"},
+	"imap":           {"cmd", "smtp", "chat", "directory", "document", "crypto", "storage/sqlite", "storage/postgres", "internal/metrics"},
+	"chat":           {"cmd", "smtp", "imap", "storage/sqlite", "storage/postgres", "internal/metrics"},
+	"directory":      {"cmd", "smtp", "imap", "chat", "storage/sqlite", "storage/postgres", "internal/metrics"},
+	"internal/authn": {"cmd", "smtp", "imap", "chat", "storage/sqlite", "storage/postgres", "internal/metrics"},
 }
 
 type pkg struct {

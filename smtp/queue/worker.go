@@ -125,6 +125,18 @@ type Config struct {
 	Now         func() time.Time
 	// TLSSuites are the TLS 1.2 cipher suites (the MSSanté ones when nil).
 	TLSSuites []uint16
+	// Observer is told about each recorded attempt (metrics). Nil: nobody
+	// is.
+	Observer Observer
+}
+
+// Observer is told about delivery attempts, for metrics; cmd/relais wires
+// internal/metrics.
+type Observer interface {
+	// AttemptDone is called once an attempt of a queue entry is recorded:
+	// how long it took, from the lease to the record, and how many
+	// recipients were relayed, failed for good, or deferred.
+	AttemptDone(elapsed time.Duration, relayed, failed, deferred int)
 }
 
 // mssanteSuites are the TLS 1.2 suites of the MSSanté client profile
@@ -279,6 +291,7 @@ const (
 // outcome. A panic is contained here: the lease runs out and the entry is
 // tried again.
 func (w *Worker) attempt(runCtx context.Context, e storage.QueueEntry) {
+	start := time.Now()
 	log := w.log.With("queue", int64(e.ID))
 	defer func() {
 		if r := recover(); r != nil {
@@ -334,13 +347,13 @@ func (w *Worker) attempt(runCtx context.Context, e storage.QueueEntry) {
 	// attempt: a delivered recipient not recorded is delivered twice.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(runCtx), 30*time.Second)
 	defer rcancel()
-	w.settle(rctx, log, e, raw, outcomes)
+	w.settle(rctx, log, e, raw, outcomes, start)
 }
 
 // settle turns outcomes into reports, delivery statuses and the attempt
 // record, in that order: a crash in between repeats a report rather than
 // losing one.
-func (w *Worker) settle(ctx context.Context, log *slog.Logger, e storage.QueueEntry, raw []byte, outcomes []outcome) {
+func (w *Worker) settle(ctx context.Context, log *slog.Logger, e storage.QueueEntry, raw []byte, outcomes []outcome, start time.Time) {
 	now := w.cfg.Now()
 	var results []storage.AttemptResult
 	var statuses []storage.DeliveryStatus
@@ -424,6 +437,9 @@ func (w *Worker) settle(ctx context.Context, log *slog.Logger, e storage.QueueEn
 	}
 	log.Info("attempt recorded", "relayed", nRelayed, "failed", nFailed, "deferred", nDeferred,
 		"reports", len(failedReport)+len(delayReport)+len(relayReport))
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.AttemptDone(time.Since(start), nRelayed, nFailed, nDeferred)
+	}
 }
 
 func (w *Worker) backoff(attempts int) time.Duration {

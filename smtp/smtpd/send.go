@@ -34,10 +34,13 @@ func (e *RefusedError) Code() int { return e.Reply.Code }
 // local or in the trust space), the same signature, queue and delivery
 // status, one transaction. The documents API uses it. It returns when the
 // message is committed; a policy refusal is a *RefusedError.
-func (s *Server) Send(ctx context.Context, acct storage.Account, rcpts []string, msg []byte) error {
+func (s *Server) Send(ctx context.Context, acct storage.Account, rcpts []string, msg []byte) (err error) {
 	if s.mode != modeSubmission {
 		return errors.New("smtpd: Send needs the submission server")
 	}
+	start := time.Now()
+	var tx transaction
+	defer func() { s.observe("api", tx.rcpts, err, start) }()
 	refuse := func(err error) error {
 		for _, r := range replies {
 			if errors.Is(err, r.err) {
@@ -58,7 +61,7 @@ func (s *Server) Send(ctx context.Context, acct storage.Account, rcpts []string,
 	if err := checkFromHeader(acct, msg); err != nil {
 		return refuse(err)
 	}
-	tx := transaction{from: acct.Address, hasFrom: true, utf8: !isASCII(acct.Address)}
+	tx = transaction{from: acct.Address, hasFrom: true, utf8: !isASCII(acct.Address)}
 	for _, to := range rcpts {
 		a, remote, err := resolveRecipient(ctx, s.store, s.cfg.Trust, s.cfg.Relay != nil, modeSubmission, s.cfg.Hostname, to, true)
 		if err != nil {

@@ -86,6 +86,21 @@ type Config struct {
 	// by one local user to another) into delivery status, and answers
 	// NOTIFY=SUCCESS on inbound deliveries. Nil: neither.
 	Reports Reports
+	// Observer is told how each message transaction ended (metrics).
+	// Nil: nobody is.
+	Observer Observer
+}
+
+// Observer is told the outcome of each message transaction (DATA, BDAT or
+// Send), for metrics; cmd/relais wires internal/metrics. Calls must be
+// cheap: they happen before the reply is sent.
+type Observer interface {
+	// MessageDone: listener is "inbound", "submission" or "api" (Send);
+	// outcome "accepted" (committed), "rejected" (a 5xx reply) or "failed"
+	// (a 4xx reply: the client retries); local and remote count the
+	// recipients stored here and those queued for relay (0 unless
+	// accepted); elapsed runs from DATA (or Send) to the reply.
+	MessageDone(listener, outcome string, local, remote int, elapsed time.Duration)
 }
 
 // Operators identifies the operator behind a TLS client certificate.
@@ -413,6 +428,13 @@ func rootConn(c net.Conn) net.Conn {
 
 // Panics returns how many panics were recovered while serving.
 func (s *Server) Panics() int64 { return s.panics.Load() }
+
+// Connections returns how many connections are open (metrics).
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
 
 func (s *Server) track(sess *session) {
 	s.mu.Lock()

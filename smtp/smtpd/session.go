@@ -183,11 +183,12 @@ func (sess *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // Data receives the message (DATA or BDAT), checks it, adds the trace
 // headers and stores every copy in one transaction. go-smtp answers 250 only
 // when Data returns nil, that is after the store committed.
-func (sess *session) Data(r io.Reader) error {
+func (sess *session) Data(r io.Reader) (err error) {
 	defer sess.recoverPanic("DATA")
 	now := time.Now()
 	id := newID()
 	tx := sess.tx // a copy: with BDAT, Data runs beside the command loop (RSET)
+	defer func() { sess.srv.observe(sess.srv.mode.String(), tx.rcpts, err, now) }()
 
 	var buf bytes.Buffer
 	trace := traceHeaders(traceInfo{
