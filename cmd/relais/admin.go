@@ -9,36 +9,90 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/relais-mssante/relais/internal/authn"
 	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/postgres"
 	"github.com/relais-mssante/relais/storage/sqlite"
 )
 
 // DatabaseFile is the SQLite database's name inside the data directory.
 const DatabaseFile = "relais.db"
 
-// openStore opens the embedded database in dir, creating dir if needed.
-// Admin commands use it while the server runs: SQLite in WAL mode takes
-// one writer at a time across processes. maxMessage bounds what the store
-// accepts (0: its default).
-func openStore(dir string, log *slog.Logger, maxMessage int64) (*sqlite.Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// storeLocation says where an installation keeps its data: the data
+// directory (the CA, and the SQLite database unless Database is set) and,
+// for installations of several nodes, the PostgreSQL database URL.
+type storeLocation struct {
+	Data     string
+	Database string // postgres://...; empty: SQLite in Data
+}
+
+// relaisStore is what both stores offer: the storage contract and the
+// queue counts the metrics read.
+type relaisStore interface {
+	storage.Store
+	queueCounter
+}
+
+// openStore opens the installation's database, creating the data directory
+// if needed. Admin commands use it while the server runs: SQLite in WAL mode
+// takes one writer at a time across processes, PostgreSQL any number.
+// maxMessage bounds what the store accepts (0: its default).
+func openStore(loc storeLocation, log *slog.Logger, maxMessage int64) (relaisStore, error) {
+	if err := os.MkdirAll(loc.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	st, err := sqlite.Open(filepath.Join(dir, DatabaseFile), sqlite.Options{Logger: log, MaxMessageSize: maxMessage})
+	if loc.Database != "" {
+		if err := validDatabaseURL(loc.Database); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := postgres.Open(ctx, loc.Database, postgres.Options{Logger: log, MaxMessageSize: maxMessage})
+		if err != nil {
+			return nil, fmt.Errorf("opening the database %s: %w", redactURL(loc.Database), err)
+		}
+		return st, nil
+	}
+	st, err := sqlite.Open(filepath.Join(loc.Data, DatabaseFile), sqlite.Options{Logger: log, MaxMessageSize: maxMessage})
 	if err != nil {
-		return nil, fmt.Errorf("opening the database in %s: %w", dir, err)
+		return nil, fmt.Errorf("opening the database in %s: %w", loc.Data, err)
 	}
 	return st, nil
 }
 
-func dataFlag(fs *flag.FlagSet) *string {
-	return fs.String("data", DefaultConfig().Data, "`DIR` of the installation (its database)")
+// validDatabaseURL accepts the PostgreSQL URLs relais can open.
+func validDatabaseURL(u string) error {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "postgres" && pu.Scheme != "postgresql") {
+		return fmt.Errorf("database %q: want a postgres:// URL (or nothing, for SQLite in the data directory)", redactURL(u))
+	}
+	return nil
+}
+
+// redactURL hides a password in a database URL, for messages and logs.
+func redactURL(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return pu.Redacted()
+}
+
+// dataFlag registers --data and --database, the installation's location.
+// --database defaults to $RELAIS_DATABASE, so that the admin commands of a
+// PostgreSQL installation need not repeat it.
+func dataFlag(fs *flag.FlagSet) *storeLocation {
+	loc := &storeLocation{}
+	fs.StringVar(&loc.Data, "data", DefaultConfig().Data, "`DIR` of the installation (its CA; its database when on SQLite)")
+	fs.StringVar(&loc.Database, "database", os.Getenv("RELAIS_DATABASE"), "PostgreSQL `URL` of the installation's database (default $RELAIS_DATABASE; empty: SQLite in --data)")
+	return loc
 }
 
 func runDomainAdd(e *env, args []string) error {
@@ -132,6 +186,7 @@ func runUserAdd(e *env, args []string) error {
 		}
 		return err
 	}
+	auditAdmin(e, st, auditUserAdd, "account:"+address, "")
 	fmt.Fprintf(e.stdout, "account %s created\n", address)
 	if generated {
 		fmt.Fprintf(e.stdout, "password: %s\n", password)
@@ -198,6 +253,7 @@ func runUserPasswd(e *env, args []string) error {
 	if err := st.SetPasswordHash(ctx, acct.ID, hash); err != nil {
 		return err
 	}
+	auditAdmin(e, st, auditUserPasswd, "account:"+acct.Address, "")
 	fmt.Fprintf(e.stdout, "password of %s changed\n", acct.Address)
 	return nil
 }

@@ -18,6 +18,10 @@ type Config struct {
 	// Data is the data directory: the SQLite database, the CA and the TLS
 	// certificate live there.
 	Data string `toml:"data"`
+	// Database, when set, is the PostgreSQL database (a postgres:// URL)
+	// that holds the data instead of SQLite in Data: every node of a
+	// cluster names the same one. RELAIS_DATABASE sets it too.
+	Database string `toml:"database"`
 	// Hostname names this server in SMTP greetings, Received headers and its
 	// TLS certificate.
 	Hostname string `toml:"hostname"`
@@ -34,8 +38,17 @@ type Config struct {
 	Relay Relay `toml:"relay"`
 	// PKI configures the certificate authority and the keys at rest.
 	PKI PKI `toml:"pki"`
+	// Metrics configures GET /metrics (Prometheus) on the HTTPS listener.
+	Metrics Metrics `toml:"metrics"`
 	// Log sets the logging level: debug, info, warn or error.
 	Log string `toml:"log"`
+}
+
+// Metrics says who may read /metrics.
+type Metrics struct {
+	// Allow lists the networks (10.0.0.0/8) or addresses a scraper may
+	// come from; empty means loopback only (127.0.0.0/8, ::1).
+	Allow []string `toml:"allow"`
 }
 
 // Listen is where each service listens.
@@ -102,6 +115,7 @@ const DemoDomain = "demo.mssante.test"
 func DefaultConfig() Config {
 	return Config{
 		Data:     "./relais-data",
+		Database: os.Getenv("RELAIS_DATABASE"),
 		Hostname: "localhost",
 		Demo:     true,
 		Listen: Listen{
@@ -145,11 +159,24 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
+// store is where the configuration keeps its data.
+func (c Config) store() storeLocation {
+	return storeLocation{Data: c.Data, Database: c.Database}
+}
+
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Data == "" {
 		errs = append(errs, errors.New("data: must name a directory"))
+	}
+	if c.Database != "" {
+		if err := validDatabaseURL(c.Database); err != nil {
+			errs = append(errs, fmt.Errorf("database: %w", err))
+		}
+	}
+	if _, err := metricsAllowList(c.Metrics.Allow); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t/") {
 		errs = append(errs, fmt.Errorf("hostname: %q is not a host name", c.Hostname))

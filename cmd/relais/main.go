@@ -51,7 +51,9 @@ func commands() []command {
 	cmds = append(cmds, pkiCommands()...)
 	cmds = append(cmds, queueCommands()...)
 	cmds = append(cmds, tokenCommands()...)
+	cmds = append(cmds, auditCommands()...)
 	return append(cmds, []command{
+		{"migrate", "--from sqlite:DIR --to postgres://...", "move an embedded installation to PostgreSQL (server stopped, target empty)", runMigrate},
 		{"config check", "--config FILE", "validate a configuration file and report every problem", runConfigCheck},
 		{"config example", "", "print a configuration file with every setting at its default", runConfigExample},
 		{"version", "", "print the version", runVersion},

@@ -43,7 +43,7 @@ func pkiCommands() []command {
 // pkiFlags are the flags every pki subcommand takes.
 type pkiFlags struct {
 	fs       *flag.FlagSet
-	data     *string
+	data     *storeLocation
 	config   *string
 	passFile *string
 }
@@ -67,13 +67,16 @@ func (f *pkiFlags) configuration() (Config, error) {
 			return cfg, err
 		}
 		f.fs.Visit(func(fl *flag.Flag) {
-			if fl.Name == "data" {
-				cfg.Data = *f.data
+			switch fl.Name {
+			case "data":
+				cfg.Data = f.data.Data
+			case "database":
+				cfg.Database = f.data.Database
 			}
 		})
 		return cfg, nil
 	}
-	cfg.Data = *f.data
+	cfg.Data, cfg.Database = f.data.Data, f.data.Database
 	return cfg, nil
 }
 
@@ -278,7 +281,7 @@ func runPKIIssue(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "publish it in the address book: relais pki issue ... --publish, or relais directory cert add %s FILE\n", c.Emails[0])
 		return nil
 	}
-	st, err := openStore(cfg.Data, discardLogger(), 0)
+	st, err := openStore(cfg.store(), discardLogger(), 0)
 	if err != nil {
 		return err
 	}
@@ -410,7 +413,7 @@ func runPKIRevoke(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, _, err := pf.open(e)
+	a, cfg, err := pf.open(e)
 	if err != nil {
 		return err
 	}
@@ -418,6 +421,7 @@ func runPKIRevoke(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	auditAdminLocation(e, cfg.store(), auditPKIRevoke, "certificate:"+c.Serial, "reason "+reason.String())
 	fmt.Fprintf(e.stdout, "certificate %s revoked (%s): %s\n", c.Serial, reason, c.Subject)
 	return nil
 }

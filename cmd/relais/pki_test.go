@@ -59,7 +59,7 @@ func TestPKICommands(t *testing.T) {
 		got, err := exec.Command("openssl", "verify", "-purpose", "smimesign", "-CAfile", rootFile, "-untrusted", certFile, certFile).CombinedOutput()
 		require.NoError(t, err, string(got))
 	}
-	st, err := openStore(data, discardLogger(), 0)
+	st, err := openStore(storeLocation{Data: data}, discardLogger(), 0)
 	require.NoError(t, err)
 	published, err := st.Certificates(context.Background(), "claire.martin@demo.mssante.test")
 	require.NoError(t, err)
@@ -186,7 +186,7 @@ func TestEnsureIdentity(t *testing.T) {
 	cfg.Data = t.TempDir()
 	a, err := openAuthority(cfg, "", discardLogger(), true)
 	require.NoError(t, err)
-	st, err := openStore(cfg.Data, discardLogger(), 0)
+	st, err := openStore(cfg.store(), discardLogger(), 0)
 	require.NoError(t, err)
 	defer st.Close()
 	ctx := context.Background()

@@ -191,10 +191,16 @@ func runQueueDrop(e *env, args []string) error {
 		if cfg, err = LoadConfig(*configPath); err != nil {
 			return err
 		}
-		dataSet := false
-		fs.Visit(func(f *flag.Flag) { dataSet = dataSet || f.Name == "data" })
+		dataSet, databaseSet := false, false
+		fs.Visit(func(f *flag.Flag) {
+			dataSet = dataSet || f.Name == "data"
+			databaseSet = databaseSet || f.Name == "database"
+		})
 		if !dataSet {
-			*data = cfg.Data
+			data.Data = cfg.Data
+		}
+		if !databaseSet && cfg.Database != "" {
+			data.Database = cfg.Database
 		}
 	}
 	st, err := openStore(*data, discardLogger(), 0)

@@ -20,7 +20,7 @@ import (
 func queueFixture(t *testing.T) (dir string, acct storage.Account, ids []storage.QueueID) {
 	t.Helper()
 	dir = t.TempDir()
-	st, err := openStore(dir, discardLogger(), 0)
+	st, err := openStore(storeLocation{Data: dir}, discardLogger(), 0)
 	require.NoError(t, err)
 	defer st.Close()
 	ctx := context.Background()
@@ -117,7 +117,7 @@ func TestQueueDrop(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "dropped")
 
-	st, err := openStore(dir, discardLogger(), 0)
+	st, err := openStore(storeLocation{Data: dir}, discardLogger(), 0)
 	require.NoError(t, err)
 	ctx := context.Background()
 	_, err = st.QueueEntry(ctx, ids[0])
@@ -144,7 +144,7 @@ func TestQueueDrop(t *testing.T) {
 
 	_, err = runQueue(t, "drop", strconv.FormatInt(int64(ids[1]), 10), "--no-dsn", "--data", dir)
 	require.NoError(t, err)
-	st, err = openStore(dir, discardLogger(), 0)
+	st, err = openStore(storeLocation{Data: dir}, discardLogger(), 0)
 	require.NoError(t, err)
 	defer st.Close()
 	msgs, err = st.Messages(ctx, acct.ID, mb.ID)

@@ -23,10 +23,12 @@ import (
 	"github.com/relais-mssante/relais/directory/ldapd"
 	"github.com/relais-mssante/relais/imap/imapd"
 	"github.com/relais-mssante/relais/internal/authn"
+	"github.com/relais-mssante/relais/internal/metrics"
 	"github.com/relais-mssante/relais/smtp/docs"
 	"github.com/relais-mssante/relais/smtp/queue"
 	"github.com/relais-mssante/relais/smtp/smtpd"
 	"github.com/relais-mssante/relais/storage"
+	"github.com/relais-mssante/relais/storage/postgres"
 	"github.com/relais-mssante/relais/storage/sqlite"
 )
 
@@ -40,6 +42,14 @@ var (
 	_ httpStore            = (*sqlite.Store)(nil)
 	_ directory.TrustStore = (*sqlite.Store)(nil)
 	_ chat.Store           = (*sqlite.Store)(nil)
+	_ imapd.Store          = (*postgres.Store)(nil)
+	_ smtpd.Store          = (*postgres.Store)(nil)
+	_ storage.Store        = (*postgres.Store)(nil)
+	_ authn.Accounts       = (*postgres.Store)(nil)
+	_ ldapd.Directory      = (*postgres.Store)(nil)
+	_ httpStore            = (*postgres.Store)(nil)
+	_ directory.TrustStore = (*postgres.Store)(nil)
+	_ chat.Store           = (*postgres.Store)(nil)
 	_ chat.Authenticator   = (*web.Sessions)(nil)
 )
 
@@ -54,6 +64,7 @@ func runServe(e *env, args []string) error {
 	def := DefaultConfig()
 	var over Config
 	fs.StringVar(&over.Data, "data", def.Data, "`DIR` holding the database, the CA and the certificates")
+	fs.StringVar(&over.Database, "database", def.Database, "PostgreSQL `URL` holding the data instead of SQLite in --data (default $RELAIS_DATABASE); every node of a cluster names the same")
 	fs.StringVar(&over.Hostname, "hostname", def.Hostname, "host `NAME` in greetings, Received headers and the TLS certificate")
 	fs.StringVar(&over.Listen.SMTP, "smtp", def.Listen.SMTP, "`ADDR` (host:port) of inbound SMTP, STARTTLS; \"\" disables a listener, :0 picks a port")
 	fs.StringVar(&over.Listen.Submission, "submission", def.Listen.Submission, "`ADDR` of submission, STARTTLS")
@@ -84,6 +95,8 @@ func runServe(e *env, args []string) error {
 		switch f.Name {
 		case "data":
 			cfg.Data = over.Data
+		case "database":
+			cfg.Database = over.Database
 		case "hostname":
 			cfg.Hostname = over.Hostname
 		case "smtp":
@@ -118,9 +131,14 @@ func runServe(e *env, args []string) error {
 // serve runs the server until ctx is cancelled, then shuts down gracefully.
 func serve(ctx context.Context, e *env, cfg Config) error {
 	log := newLogger(e.stderr, cfg.Log)
+	meters := metrics.New(log.With("component", "metrics"))
+	metricsAllow, err := metricsAllowList(cfg.Metrics.Allow)
+	if err != nil {
+		return err
+	}
 	// The store gets headroom over the SMTP limit for the trace headers
 	// prepended at delivery.
-	st, err := openStore(cfg.Data, log.With("component", "storage"), cfg.Limits.MaxMessageBytes+1<<20)
+	st, err := openStore(cfg.store(), log.With("component", "storage"), cfg.Limits.MaxMessageBytes+1<<20)
 	if err != nil {
 		return err
 	}
@@ -179,6 +197,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		DelayNotice: cfg.Relay.DelayNotice,
 		Workers:     cfg.Relay.Workers,
 		Logger:      log.With("service", "relay"),
+		Observer:    meters,
 	})
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
@@ -199,6 +218,7 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		Opener:          sec,
 		Reports:         reports,
 		Documents:       documents,
+		Observer:        meters,
 	}
 	inbound := smtpd.NewInbound(smtpCfg, st)
 	smtpCfg = smtpd.Config{
@@ -213,12 +233,14 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 		Signer:          sec,
 		Reports:         reports,
 		Documents:       documents,
+		Observer:        meters,
 	}
 	submission := smtpd.NewSubmission(smtpCfg, st, auth)
 	imapServer := imapd.New(imapd.Config{
 		TLS:         tlsConfig,
 		Logger:      log.With("service", "imap"),
 		AppendLimit: uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1)),
+		Observer:    meters,
 	}, st, auth)
 	ldapServer, err := ldapd.New(ldapd.Config{
 		TLS:    tlsConfig,
@@ -246,9 +268,10 @@ func serve(ctx context.Context, e *env, cfg Config) error {
 	httpTLS := tlsConfig.Clone()
 	httpTLS.ClientAuth = tls.VerifyClientCertIfGiven
 	httpTLS.ClientCAs = ca.Anchors()
+	registerGauges(meters, served{inbound: inbound, submission: submission, imap: imapServer, ldap: ldapServer, chat: chatServer, store: st})
 	httpServer := &http.Server{
-		Handler: httpHandler(cfg, ca, st, auth, submission, web.Handler(sessions),
-			web.DocumentsHandler(sessions, st, log.With("service", "web")), chatServer.Handler(), log.With("service", "http")),
+		Handler: withMetrics(meters, metricsAllow, httpHandler(cfg, ca, st, auth, submission, web.Handler(sessions),
+			web.DocumentsHandler(sessions, st, log.With("service", "web")), chatServer.Handler(), log.With("service", "http"))),
 		TLSConfig:         httpTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With("service", "http").Handler(), slog.LevelWarn),

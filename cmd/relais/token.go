@@ -115,6 +115,7 @@ func runTokenCreate(e *env, args []string) error {
 	if !tok.Expires.IsZero() {
 		exp = "expires " + tok.Expires.Format("2006-01-02 15:04 MST")
 	}
+	auditAdmin(e, st, auditTokenCreate, "token:"+strconv.FormatInt(tok.ID, 10), "for "+acct.Address)
 	fmt.Fprintf(e.stdout, "token %d created for %s (%s), %s\n", tok.ID, acct.Address, tok.Name, exp)
 	fmt.Fprintf(e.stdout, "token: %s\n", secret)
 	fmt.Fprintln(e.stdout, "Keep it now: it is not stored and cannot be shown again. Use it as \"Authorization: Bearer <token>\".")
@@ -192,6 +193,7 @@ func runTokenRevoke(e *env, args []string) error {
 		}
 		return err
 	}
+	auditAdmin(e, st, auditTokenRevoke, "token:"+strconv.FormatInt(id, 10), "")
 	fmt.Fprintf(e.stdout, "token %d revoked\n", id)
 	return nil
 }

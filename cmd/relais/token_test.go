@@ -36,7 +36,7 @@ func runToken(t *testing.T, args ...string) (string, error) {
 func tokenFixture(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := openStore(dir, discardLogger(), 0)
+	st, err := openStore(storeLocation{Data: dir}, discardLogger(), 0)
 	require.NoError(t, err)
 	defer st.Close()
 	ctx := context.Background()
@@ -67,7 +67,7 @@ func TestTokenLifecycle(t *testing.T) {
 	assert.NotEqual(t, secret, m2[1], "a new secret each time")
 	assert.Contains(t, out2, "expires "+time.Now().Add(90*24*time.Hour).UTC().Format("2006-01-02"))
 
-	st, err := openStore(dir, discardLogger(), 0)
+	st, err := openStore(storeLocation{Data: dir}, discardLogger(), 0)
 	require.NoError(t, err)
 	sum := sha256.Sum256([]byte(secret))
 	tok, err := st.APITokenByHash(context.Background(), hex.EncodeToString(sum[:]), time.Now())
@@ -93,7 +93,7 @@ func TestTokenLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `(?m)^`+strconv.FormatInt(tok.ID, 10)+`\s+dpi@hopital.test\s+DPI CH Exemple\s+revoked\s`, list)
 
-	st, err = openStore(dir, discardLogger(), 0)
+	st, err = openStore(storeLocation{Data: dir}, discardLogger(), 0)
 	require.NoError(t, err)
 	defer st.Close()
 	_, err = st.APITokenByHash(context.Background(), hex.EncodeToString(sum[:]), time.Now())

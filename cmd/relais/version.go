@@ -61,7 +61,9 @@ func runConfigExample(e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(e.stdout, "# relais configuration (TOML). Every value shown is the default of the embedded setup.")
-	return toml.NewEncoder(e.stdout).Encode(DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Database = "" // $RELAIS_DATABASE may hold a password
+	return toml.NewEncoder(e.stdout).Encode(cfg)
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
