@@ -141,3 +141,88 @@ func TokenUsable(t APIToken, now time.Time) bool {
 func TokenUseDue(t APIToken, now time.Time) bool {
 	return t.LastUsed.IsZero() || now.Sub(t.LastUsed) >= TokenUseGranularity
 }
+
+// DocumentRow is a document record's columns as the stores read them
+// (Received in unix nanoseconds).
+type DocumentRow struct {
+	ID, Account, Mailbox, UID, Received int64
+	MessageID, Recipient, PatientINS, INSKind, PatientName, TypeCode, TypeDisplay,
+	Title, AuthorID, AuthorName, Custodian, Problems string
+	Valid    bool
+	Metadata []byte
+}
+
+// Dest returns pointers to r's fields for a row's Scan, in this order: id,
+// account, mailbox, uid, message_id, recipient, patient_ins, ins_kind,
+// patient_name, type_code, type_display, title, author_id, author_name,
+// custodian, valid, problems, received, metadata.
+func (r *DocumentRow) Dest() []any {
+	return []any{&r.ID, &r.Account, &r.Mailbox, &r.UID, &r.MessageID, &r.Recipient, &r.PatientINS, &r.INSKind,
+		&r.PatientName, &r.TypeCode, &r.TypeDisplay, &r.Title, &r.AuthorID, &r.AuthorName, &r.Custodian, &r.Valid,
+		&r.Problems, &r.Received, &r.Metadata}
+}
+
+// Record decodes r. Metadata is r's slice: scan the next row into a new
+// DocumentRow (or a cleared Metadata) so that records do not share bytes.
+func (r *DocumentRow) Record() DocumentRecord {
+	return DocumentRecord{ID: DocumentID(r.ID), Account: AccountID(r.Account), Mailbox: MailboxID(r.Mailbox),
+		UID: uint32(r.UID), MessageID: r.MessageID, Recipient: r.Recipient, PatientINS: r.PatientINS,
+		INSKind: r.INSKind, PatientName: r.PatientName, TypeCode: r.TypeCode, TypeDisplay: r.TypeDisplay,
+		Title: r.Title, AuthorID: r.AuthorID, AuthorName: r.AuthorName, Custodian: r.Custodian, Valid: r.Valid,
+		Problems: r.Problems, Metadata: r.Metadata, Received: time.Unix(0, r.Received).UTC()}
+}
+
+// APITokenRow is an API token's columns, with its account's address, as
+// the stores read them (times in unix nanoseconds, 0 for none).
+type APITokenRow struct {
+	ID, Account                int64
+	Address, Name, Hash        string
+	Created, Expires, LastUsed int64
+	Revoked                    bool
+}
+
+// Dest returns pointers to r's fields for a row's Scan, in this order: id,
+// account, address, name, hash, created, expires, last_used, revoked.
+func (r *APITokenRow) Dest() []any {
+	return []any{&r.ID, &r.Account, &r.Address, &r.Name, &r.Hash, &r.Created, &r.Expires, &r.LastUsed, &r.Revoked}
+}
+
+// Token decodes r.
+func (r *APITokenRow) Token() APIToken {
+	return APIToken{ID: r.ID, Account: AccountID(r.Account), Address: r.Address, Name: r.Name, Hash: r.Hash,
+		Created: time.Unix(0, r.Created).UTC(), Expires: TimeOrZero(r.Expires), LastUsed: TimeOrZero(r.LastUsed),
+		Revoked: r.Revoked}
+}
+
+// TokenUsed records in t a use at now that the store wrote (TokenUseDue):
+// LastUsed only moves forward.
+func TokenUsed(t *APIToken, now time.Time) {
+	if now.After(t.LastUsed) {
+		t.LastUsed = now.UTC()
+	}
+}
+
+// CheckPatientQuery checks DocumentsByPatient's arguments: an empty INS
+// (documents without one) or a limit below 1 is ErrInvalid.
+func CheckPatientQuery(ins string, limit int) error {
+	if ins == "" || limit < 1 {
+		return fmt.Errorf("empty INS or limit %d: %w", limit, ErrInvalid)
+	}
+	return nil
+}
+
+// DecodeSentDocument fills d's Recipients and Created from their columns:
+// a JSON array of strings (PrepareSentDocument) and unix nanoseconds.
+func DecodeSentDocument(d *SentDocument, recipients string, created int64) error {
+	d.Created = time.Unix(0, created).UTC()
+	if err := json.Unmarshal([]byte(recipients), &d.Recipients); err != nil {
+		return fmt.Errorf("sent document %q recipients: %w", d.ID, err)
+	}
+	return nil
+}
+
+// DocumentChange is the change published to d's account when d is
+// recorded as document id.
+func DocumentChange(d DocumentRecord, id DocumentID) Change {
+	return Change{Kind: ChangeDocumentReceived, Mailbox: d.Mailbox, UID: d.UID, Document: id}
+}

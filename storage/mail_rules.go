@@ -243,3 +243,176 @@ func ParseMessage(raw []byte, internalDate time.Time, maxSize int64, log *slog.L
 	}
 	return &ParsedMessage{Raw: raw, Summary: enc, SearchHeader: header, SearchBody: body, InternalDate: internalDate}, nil
 }
+
+// LocalTarget is where one Recipient's copy goes, normalised: its mailbox
+// name (NormMailboxName) and its flags (NormFlags).
+type LocalTarget struct {
+	Mailbox string
+	Flags   []string
+}
+
+// LocalDelivery is a message checked and parsed for its local copies
+// (PrepareLocal), ready for a store's write transaction (Deliver, Append,
+// Submit): Targets[i] is where Recipients[i]'s copy goes.
+type LocalDelivery struct {
+	Parsed     *ParsedMessage
+	Recipients []Recipient
+	Targets    []LocalTarget
+}
+
+// PrepareLocal checks the recipients (ErrInvalid when there is none,
+// ErrNotFound for a mailbox name that cannot exist, ErrInvalid for a bad
+// flag) and parses the message (ParseMessage), outside any transaction.
+func PrepareLocal(raw []byte, internalDate time.Time, rcpts []Recipient, maxSize int64, log *slog.Logger) (*LocalDelivery, error) {
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("no recipients: %w", ErrInvalid)
+	}
+	targets := make([]LocalTarget, len(rcpts))
+	for i, r := range rcpts {
+		name, err := NormMailboxName(r.Mailbox)
+		if err != nil {
+			return nil, ErrNotFound
+		}
+		flags, err := NormFlags(r.Flags)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = LocalTarget{name, flags}
+	}
+	p, err := ParseMessage(raw, internalDate, maxSize, log)
+	if err != nil {
+		return nil, err
+	}
+	return &LocalDelivery{Parsed: p, Recipients: rcpts, Targets: targets}, nil
+}
+
+// Stored returns what Deliver reports for the i-th copy, stored in m with
+// uid and modseq, and the change it publishes to the recipient's account.
+func (ld *LocalDelivery) Stored(i int, m Mailbox, uid uint32, modseq uint64) (Delivered, Change) {
+	acct, flags := ld.Recipients[i].Account, ld.Targets[i].Flags
+	return Delivered{Account: acct, Mailbox: m.ID, UIDValidity: m.UIDValidity, UID: uid},
+		Change{Kind: ChangeMessageAdded, Mailbox: m.ID, UID: uid, ModSeq: modseq, Flags: flags}
+}
+
+// CheckRename normalises the names of a rename (RFC 9051 6.3.6): a from
+// that cannot name a mailbox is ErrNotFound, a bad to ErrInvalid, renaming
+// to INBOX ErrExists (it always exists) and renaming a mailbox under
+// itself ErrInvalid.
+func CheckRename(from, to string) (string, string, error) {
+	from, err := NormMailboxName(from)
+	if err != nil {
+		return "", "", ErrNotFound
+	}
+	if to, err = NormMailboxName(to); err != nil {
+		return "", "", err
+	}
+	if to == "INBOX" {
+		return "", "", fmt.Errorf("INBOX: %w", ErrExists)
+	}
+	if from != "INBOX" && strings.HasPrefix(to, from+mailboxDelim) {
+		return "", "", fmt.Errorf("mailbox %q into itself: %w", from, ErrInvalid)
+	}
+	return from, to, nil
+}
+
+// MailboxRename is one mailbox a rename changes, from its Old name to its
+// New one.
+type MailboxRename struct {
+	ID       MailboxID
+	Old, New string
+}
+
+// ChildPrefix is what the names of the children of mailbox name start
+// with (name and the delimiter).
+func ChildPrefix(name string) string { return name + mailboxDelim }
+
+// RenameChild returns the rename of child old (a name starting with
+// ChildPrefix(from)) when from becomes to: "a/x" becomes "b/x".
+func RenameChild(from, to string, id MailboxID, old string) MailboxRename {
+	return MailboxRename{ID: id, Old: old, New: to + old[len(from):]}
+}
+
+// MessageInfoRow is a message's columns as the stores list them: uid,
+// modseq, flags (JoinFlags), internal date in unix nanoseconds, size and
+// encoded summary.
+type MessageInfoRow struct {
+	UID, ModSeq, InternalDate, Size int64
+	Flags                           string
+	Summary                         []byte
+}
+
+// Dest returns pointers to r's fields for a row's Scan, in this order:
+// uid, modseq, flags, internaldate, size, summary.
+func (r *MessageInfoRow) Dest() []any {
+	return []any{&r.UID, &r.ModSeq, &r.Flags, &r.InternalDate, &r.Size, &r.Summary}
+}
+
+// Info decodes r.
+func (r *MessageInfoRow) Info() MessageInfo {
+	return MessageInfo{UID: uint32(r.UID), ModSeq: uint64(r.ModSeq), Flags: SplitFlags(r.Flags),
+		InternalDate: time.Unix(0, r.InternalDate).UTC(), Size: r.Size, Summary: r.Summary}
+}
+
+// CheckFlagOp checks StoreFlags' operation (ErrInvalid when unknown) and
+// returns its flags normalised (NormFlags).
+func CheckFlagOp(op FlagOp, flags []string) ([]string, error) {
+	if op != FlagsSet && op != FlagsAdd && op != FlagsRemove {
+		return nil, fmt.Errorf("op %d: %w", op, ErrInvalid)
+	}
+	return NormFlags(flags)
+}
+
+// FlagPlan is what StoreFlags does (RFC 9051 6.4.6, RFC 7162 3.1.3),
+// message by message (Add): Updates holds the messages whose flags change,
+// with their new flags (ModSeq not set yet), and Failed the UIDs whose
+// modseq is above UnchangedSince (when it is not 0), left alone.
+type FlagPlan struct {
+	Op             FlagOp
+	Flags          []string // normalised (CheckFlagOp)
+	UnchangedSince uint64
+
+	Updates []FlagUpdate
+	Failed  []uint32
+}
+
+// Add plans the change of one message, read with its modseq and stored
+// flags (JoinFlags).
+func (p *FlagPlan) Add(uid uint32, modseq uint64, stored string) {
+	if p.UnchangedSince > 0 && modseq > p.UnchangedSince {
+		p.Failed = append(p.Failed, uid)
+		return
+	}
+	if next, changed := ApplyFlags(SplitFlags(stored), p.Op, p.Flags); changed {
+		p.Updates = append(p.Updates, FlagUpdate{UID: uid, Flags: next})
+	}
+}
+
+// Done sets modseq, the one new modseq of every update, and returns the
+// updates and the changes to publish for mailbox mbox.
+func (p *FlagPlan) Done(mbox MailboxID, modseq uint64) ([]FlagUpdate, []Change) {
+	changes := make([]Change, len(p.Updates))
+	for i := range p.Updates {
+		u := &p.Updates[i]
+		u.ModSeq = modseq
+		changes[i] = Change{Kind: ChangeFlags, Mailbox: mbox, UID: u.UID, ModSeq: modseq, Flags: u.Flags}
+	}
+	return p.Updates, changes
+}
+
+// Change is the change a rename publishes for r.
+func (r MailboxRename) Change() Change {
+	return Change{Kind: ChangeMailboxRenamed, Mailbox: r.ID, Name: r.New}
+}
+
+// CheckRenameTargets reports ErrExists for the first of renames whose new
+// name is taken, as exists (a read of the store) tells.
+func CheckRenameTargets(renames []MailboxRename, exists func(name string) (bool, error)) error {
+	for _, r := range renames {
+		if ok, err := exists(r.New); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("mailbox %q: %w", r.New, ErrExists)
+		}
+	}
+	return nil
+}

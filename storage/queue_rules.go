@@ -1,7 +1,11 @@
 package storage
 
 import (
+	"cmp"
+	"context"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -243,10 +247,10 @@ func NormDeliveryStatus(st *DeliveryStatus, now time.Time) error {
 	return nil
 }
 
-// PreparedSubmission is a Submission's outbound part and delivery statuses
-// checked and normalised before its write transaction (PrepareSubmission);
-// the local copies are the store's to prepare.
+// PreparedSubmission is a Submission checked and normalised before its
+// write transaction (PrepareSubmission), whose steps Write runs.
 type PreparedSubmission struct {
+	Local    *LocalDelivery    // nil without local recipients
 	Outbound *PreparedOutbound // nil without Outbound
 	// WithStatus: the submission names its Account and MessageID, so the
 	// account must exist and Statuses are recorded.
@@ -255,10 +259,11 @@ type PreparedSubmission struct {
 }
 
 // PrepareSubmission checks a Submission (ErrInvalid without any recipient)
-// and prepares its outbound part (PrepareOutbound) and its statuses:
-// StatusDelivered for each of LocalAddresses, StatusQueued for each
-// outbound recipient, all at now.
-func PrepareSubmission(sub Submission, maxSize int64, now time.Time) (PreparedSubmission, error) {
+// and prepares its outbound part (PrepareOutbound), its statuses
+// (StatusDelivered for each of LocalAddresses, StatusQueued for each
+// outbound recipient, all at now) and its local copies (PrepareLocal), in
+// that order.
+func PrepareSubmission(sub Submission, maxSize int64, now time.Time, log *slog.Logger) (PreparedSubmission, error) {
 	var p PreparedSubmission
 	if len(sub.Local) == 0 && sub.Outbound == nil {
 		return p, fmt.Errorf("no recipients: %w", ErrInvalid)
@@ -270,23 +275,75 @@ func PrepareSubmission(sub Submission, maxSize int64, now time.Time) (PreparedSu
 		}
 	}
 	p.WithStatus = sub.Account != 0 && sub.MessageID != ""
-	if !p.WithStatus {
-		return p, nil
-	}
-	for _, a := range sub.LocalAddresses {
-		p.Statuses = append(p.Statuses, DeliveryStatus{MessageID: sub.MessageID, Recipient: a, State: StatusDelivered, Updated: now})
-	}
-	if p.Outbound != nil {
-		for _, r := range p.Outbound.Recipients {
-			p.Statuses = append(p.Statuses, DeliveryStatus{MessageID: sub.MessageID, Recipient: r.Address, State: StatusQueued, Updated: now})
+	if p.WithStatus {
+		for _, a := range sub.LocalAddresses {
+			p.Statuses = append(p.Statuses, DeliveryStatus{MessageID: sub.MessageID, Recipient: a, State: StatusDelivered, Updated: now})
+		}
+		if p.Outbound != nil {
+			for _, r := range p.Outbound.Recipients {
+				p.Statuses = append(p.Statuses, DeliveryStatus{MessageID: sub.MessageID, Recipient: r.Address, State: StatusQueued, Updated: now})
+			}
+		}
+		for i := range p.Statuses {
+			if err := NormDeliveryStatus(&p.Statuses[i], now); err != nil {
+				return p, err
+			}
 		}
 	}
-	for i := range p.Statuses {
-		if err := NormDeliveryStatus(&p.Statuses[i], now); err != nil {
+	if len(sub.Local) > 0 {
+		var err error
+		if p.Local, err = PrepareLocal(sub.Raw, sub.InternalDate, sub.Local, maxSize, log); err != nil {
 			return p, err
 		}
 	}
 	return p, nil
+}
+
+// SubmitTx is a store's write transaction as PreparedSubmission.Write uses
+// it: each method is one step, in the store's SQL.
+type SubmitTx interface {
+	// DeliverLocal stores the local copies, as Deliver does.
+	DeliverLocal(ctx context.Context, ld *LocalDelivery) ([]Delivered, error)
+	// Enqueue inserts the queue entry, its recipients due at once.
+	Enqueue(ctx context.Context, p *PreparedOutbound) (QueueID, error)
+	// AccountExists reports ErrNotFound for an unknown account.
+	AccountExists(ctx context.Context, acct AccountID) error
+	// SetStatus writes one status row of acct unless it would go
+	// backwards (DeliveryStateAdvances).
+	SetStatus(ctx context.Context, acct AccountID, st DeliveryStatus) error
+}
+
+// Write runs Submit's steps in tx, in order: the local copies, the queue
+// entry, then (WithStatus) the check of the sender's account and its
+// statuses. It returns the copies and the queue entry (0 when none).
+func (p *PreparedSubmission) Write(ctx context.Context, tx SubmitTx, acct AccountID) ([]Delivered, QueueID, error) {
+	var out []Delivered
+	var id QueueID
+	if p.Local != nil {
+		d, err := tx.DeliverLocal(ctx, p.Local)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = d
+	}
+	if p.Outbound != nil {
+		q, err := tx.Enqueue(ctx, p.Outbound)
+		if err != nil {
+			return nil, 0, err
+		}
+		id = q
+	}
+	if p.WithStatus {
+		if err := tx.AccountExists(ctx, acct); err != nil {
+			return nil, 0, err
+		}
+		for _, st := range p.Statuses {
+			if err := tx.SetStatus(ctx, acct, st); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return out, id, nil
 }
 
 // PlanAttempts decides what RecordAttempt writes, given the state of each
@@ -336,4 +393,95 @@ func EntriesInOrder[ID ~int64](entries []QueueEntry, ids []ID) []QueueEntry {
 		}
 	}
 	return out
+}
+
+// QueueEntryRow is a queue entry's columns as the stores read them (times
+// in unix nanoseconds, 0 for none).
+type QueueEntryRow struct {
+	ID, Account                        int64
+	Sender, MessageID, Ret, EnvID      string
+	Size, Created, Expires, LeaseUntil int64
+}
+
+// Dest returns pointers to r's fields for a row's Scan, in this order: id,
+// account, sender, message_id, ret, envid, size, created, expires,
+// lease_until.
+func (r *QueueEntryRow) Dest() []any {
+	return []any{&r.ID, &r.Account, &r.Sender, &r.MessageID, &r.Ret, &r.EnvID, &r.Size, &r.Created, &r.Expires, &r.LeaseUntil}
+}
+
+// Entry decodes r, without its recipients.
+func (r *QueueEntryRow) Entry() QueueEntry {
+	return QueueEntry{ID: QueueID(r.ID), Account: AccountID(r.Account), Sender: r.Sender, MessageID: r.MessageID,
+		Ret: r.Ret, EnvID: r.EnvID, Size: r.Size, Created: time.Unix(0, r.Created).UTC(), Expires: TimeOrZero(r.Expires),
+		LeaseUntil: TimeOrZero(r.LeaseUntil)}
+}
+
+// QueueRecipientRow is a queue recipient's columns as the stores read them
+// (times in unix nanoseconds, 0 for none; Notify as NormNotify keeps it).
+type QueueRecipientRow struct {
+	Entry                                 int64
+	Address, Domain, Notify, ORCPT, State string
+	Attempts                              int64
+	NextAttempt, LastAttempt              int64
+	LastError                             string
+	DelayNotified                         bool
+}
+
+// Dest returns pointers to r's fields for a row's Scan, in this order:
+// entry, address, domain, notify, orcpt, state, attempts, next_attempt,
+// last_attempt, last_error, delay_notified.
+func (r *QueueRecipientRow) Dest() []any {
+	return []any{&r.Entry, &r.Address, &r.Domain, &r.Notify, &r.ORCPT, &r.State, &r.Attempts, &r.NextAttempt,
+		&r.LastAttempt, &r.LastError, &r.DelayNotified}
+}
+
+// Recipient decodes r; NextAttempt is kept for a pending recipient only.
+func (r *QueueRecipientRow) Recipient() QueueRecipient {
+	q := QueueRecipient{Domain: r.Domain, State: QueueState(r.State), Attempts: int(r.Attempts),
+		LastAttempt: TimeOrZero(r.LastAttempt), LastError: r.LastError, DelayNotified: r.DelayNotified}
+	q.Address, q.Notify, q.ORCPT = r.Address, SplitNotify(r.Notify), r.ORCPT
+	if q.State == QueuePending {
+		q.NextAttempt = TimeOrZero(r.NextAttempt)
+	}
+	return q
+}
+
+// AddQueueRecipient appends r to the recipients of entry id among entries
+// (sorted by ID, as the stores read them); a recipient of no listed entry
+// is left out.
+func AddQueueRecipient(entries []QueueEntry, id QueueID, r QueueRecipient) {
+	if i, ok := slices.BinarySearchFunc(entries, id, func(e QueueEntry, id QueueID) int { return cmp.Compare(e.ID, id) }); ok {
+		entries[i].Recipients = append(entries[i].Recipients, r)
+	}
+}
+
+// AttemptNextNanos is the next_attempt column RecordAttempt writes for u:
+// its NextAttempt in unix nanoseconds while pending, else 0.
+func AttemptNextNanos(u AttemptResult) int64 {
+	if u.State != QueuePending {
+		return 0
+	}
+	return u.NextAttempt.UnixNano()
+}
+
+// WalkQueue calls fn for every queue entry in id order, batch by batch:
+// read returns the entries after an id (0 for the first batch), in id
+// order, none at the end. fn runs between reads (outside any transaction,
+// so it may call the store); an error from read or fn stops the walk and is
+// returned.
+func WalkQueue(read func(after QueueID) ([]QueueEntry, error), fn func(QueueEntry) error) error {
+	var after QueueID
+	for {
+		batch, err := read(after)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		for _, e := range batch {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		after = batch[len(batch)-1].ID
+	}
 }

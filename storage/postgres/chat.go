@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -243,7 +242,7 @@ func (s *Store) CreateRoom(ctx context.Context, nr storage.NewRoom) (storage.Roo
 		}
 		// Each member learns of its own membership (not N changes each).
 		for _, a := range all {
-			ch.add(a, storage.Change{Kind: storage.ChangeChat, Room: room.ID, Chat: storage.ChatChangeMember, Account: a})
+			ch.add(a, storage.MemberChange(room.ID, 0, a))
 		}
 		return nil
 	})
@@ -299,7 +298,7 @@ func (s *Store) DirectRoom(ctx context.Context, a, b storage.AccountID) (storage
 			return err
 		}
 		for _, x := range []storage.AccountID{a, b} {
-			ch.add(x, storage.Change{Kind: storage.ChangeChat, Room: id, Chat: storage.ChatChangeMember, Account: x})
+			ch.add(x, storage.MemberChange(id, 0, x))
 		}
 		return nil
 	})
@@ -374,11 +373,8 @@ func (s *Store) RoomsByINS(ctx context.Context, acct storage.AccountID, ins stri
 // MaxRoomMembers.
 func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct storage.AccountID, role storage.RoomRole) error {
 	const op = "add member"
-	if err := storage.CheckRole(role); err != nil {
+	if err := storage.CheckNewMember(role, acct); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
-	}
-	if acct <= 0 {
-		return fmt.Errorf("postgres: %s: account %d: %w", op, acct, storage.ErrInvalid)
 	}
 	return s.write(ctx, op, func(ctx context.Context, tx pgx.Tx, ch *changes) error {
 		if _, err := chatRole(ctx, tx, room, by); err != nil {
@@ -388,8 +384,8 @@ func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct sto
 		if err != nil {
 			return err
 		}
-		if r.Kind == storage.RoomDirect {
-			return fmt.Errorf("room %d is direct: %w", room, storage.ErrForbidden)
+		if err := storage.CheckMembersChange(r); err != nil {
+			return err
 		}
 		if err := chatAccountsExist(ctx, tx, []storage.AccountID{acct}); err != nil {
 			return err
@@ -403,14 +399,13 @@ func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct sto
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM chat_members WHERE room = $1`, room).Scan(&n); err != nil {
 			return err
 		}
-		if n >= storage.MaxRoomMembers {
-			return fmt.Errorf("room %d has %d members: %w", room, n, storage.ErrTooLarge)
+		if err := storage.CheckRoomSize(room, n); err != nil {
+			return err
 		}
 		if err := insertMembers(ctx, tx, room, []storage.AccountID{acct}, role, by, time.Now().UnixNano()); err != nil {
 			return err
 		}
-		return publishRoom(ctx, tx, ch, room, storage.Change{Kind: storage.ChangeChat, Room: room, Seq: r.LastSeq,
-			Chat: storage.ChatChangeMember, Account: acct})
+		return publishRoom(ctx, tx, ch, room, storage.MemberChange(room, r.LastSeq, acct))
 	})
 }
 
@@ -425,8 +420,8 @@ func (s *Store) RemoveMember(ctx context.Context, room storage.RoomID, by, acct 
 		if err != nil {
 			return err // the member row above names it
 		}
-		if r.Kind == storage.RoomDirect {
-			return fmt.Errorf("room %d is direct: %w", room, storage.ErrForbidden)
+		if err := storage.CheckMembersChange(r); err != nil {
+			return err
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM chat_members WHERE room = $1 AND account = $2`, room, acct)
 		if err != nil {
@@ -435,7 +430,7 @@ func (s *Store) RemoveMember(ctx context.Context, room storage.RoomID, by, acct 
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("account %d in room %d: %w", acct, room, storage.ErrNotFound)
 		}
-		change := storage.Change{Kind: storage.ChangeChat, Room: room, Seq: r.LastSeq, Chat: storage.ChatChangeMember, Account: acct}
+		change := storage.MemberChange(room, r.LastSeq, acct)
 		if err := publishRoom(ctx, tx, ch, room, change); err != nil {
 			return err
 		}
@@ -496,61 +491,29 @@ const (
 )
 
 func scanChatMessage(row pgx.Row) (storage.ChatMessage, error) {
-	var m storage.ChatMessage
-	var room, sender int64
-	var kind, mentions, attachments string
-	var created, edited, deleted, targetDeleted int64
-	if err := row.Scan(&room, &m.Seq, &m.ClientID, &sender, &kind, &m.Body, &m.ReplyTo, &m.Target, &mentions,
-		&attachments, &created, &edited, &deleted, &targetDeleted); err != nil {
-		return m, err
+	var r storage.ChatMessageRow
+	if err := row.Scan(r.Dest()...); err != nil {
+		return storage.ChatMessage{}, err
 	}
-	m.Room, m.Sender, m.Kind = storage.RoomID(room), storage.AccountID(sender), storage.ChatKind(kind)
-	m.Created, m.Edited, m.Deleted = unixTime(created), storage.TimeOrZero(edited), storage.TimeOrZero(deleted)
-	if deleted != 0 || (m.Kind == storage.ChatEdit && targetDeleted != 0) {
-		m.Body = ""
-	}
-	if mentions != "" {
-		if err := json.Unmarshal([]byte(mentions), &m.Mentions); err != nil {
-			return m, fmt.Errorf("message %d/%d mentions: %w", m.Room, m.Seq, err)
-		}
-	}
-	if attachments != "" {
-		if err := json.Unmarshal([]byte(attachments), &m.Attachments); err != nil {
-			return m, fmt.Errorf("message %d/%d attachments: %w", m.Room, m.Seq, err)
-		}
-	}
-	return m, nil
+	return r.Message()
 }
 
 func scanChatMessages(rows pgx.Rows) ([]storage.ChatMessage, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.ChatMessage, error) { return scanChatMessage(row) })
 }
 
-// chatTarget is the message an edit, a deletion or a reply points at.
-type chatTarget struct {
-	id      int64
-	sender  storage.AccountID
-	kind    storage.ChatKind
-	deleted bool
-}
-
-func messageTarget(ctx context.Context, tx pgx.Tx, room storage.RoomID, seq uint64) (chatTarget, error) {
-	var t chatTarget
+func messageTarget(ctx context.Context, tx pgx.Tx, room storage.RoomID, seq uint64) (storage.ChatTarget, error) {
+	var id, sender, deleted int64
 	var kind string
-	var sender, deleted int64
 	err := tx.QueryRow(ctx, `SELECT id, sender, kind, deleted FROM chat_messages WHERE room = $1 AND seq = $2`, room, seq).
-		Scan(&t.id, &sender, &kind, &deleted)
+		Scan(&id, &sender, &kind, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return t, fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
+		return storage.ChatTarget{}, fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
 	}
 	if err != nil {
-		return t, err
+		return storage.ChatTarget{}, err
 	}
-	t.sender, t.kind, t.deleted = storage.AccountID(sender), storage.ChatKind(kind), deleted != 0
-	if !t.kind.IsMessage() {
-		return t, fmt.Errorf("event %d of room %d is not a message: %w", seq, room, storage.ErrNotFound)
-	}
-	return t, nil
+	return storage.NewChatTarget(room, seq, id, sender, kind, deleted)
 }
 
 // Post adds an event to a room (see storage.ChatStore.Post).
@@ -559,28 +522,13 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 	if err := storage.CheckPost(&m); err != nil {
 		return storage.ChatMessage{}, false, fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	var mentions, attachments string
-	if len(m.Mentions) > 0 {
-		b, err := json.Marshal(m.Mentions)
-		if err != nil {
-			return storage.ChatMessage{}, false, fmt.Errorf("postgres: %s: %w", op, err)
-		}
-		mentions = string(b)
-	}
-	if len(m.Attachments) > 0 {
-		b, err := json.Marshal(m.Attachments)
-		if err != nil {
-			return storage.ChatMessage{}, false, fmt.Errorf("postgres: %s: %w", op, err)
-		}
-		attachments = string(b)
-	}
-	folded := ""
-	if m.Kind != storage.ChatDelete {
-		folded = storage.ChatSearchText(m.Body)
+	mentions, attachments, folded, err := storage.EncodePost(&m)
+	if err != nil {
+		return storage.ChatMessage{}, false, fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	var out storage.ChatMessage
 	var dup bool
-	err := s.write(ctx, op, func(ctx context.Context, tx pgx.Tx, ch *changes) error {
+	err = s.write(ctx, op, func(ctx context.Context, tx pgx.Tx, ch *changes) error {
 		out, dup = storage.ChatMessage{}, false
 		// The room lock first: every read below sees the events
 		// committed before it, and no other post runs until commit.
@@ -605,25 +553,11 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 				return err
 			}
 		}
-		if m.ReplyTo != 0 {
-			if _, err := messageTarget(ctx, tx, m.Room, m.ReplyTo); err != nil {
-				return err
-			}
-		}
-		var target chatTarget
-		if m.Target != 0 {
-			var err error
-			if target, err = messageTarget(ctx, tx, m.Room, m.Target); err != nil {
-				return err
-			}
-			switch {
-			case target.deleted:
-				return fmt.Errorf("message %d is deleted: %w", m.Target, storage.ErrForbidden)
-			case m.Kind == storage.ChatEdit && (target.kind != storage.ChatText || target.sender != m.Sender):
-				return fmt.Errorf("editing message %d: %w", m.Target, storage.ErrForbidden)
-			case m.Kind == storage.ChatDelete && target.sender != m.Sender && role != storage.RoleOwner:
-				return fmt.Errorf("deleting message %d: %w", m.Target, storage.ErrForbidden)
-			}
+		target, err := storage.PostTarget(&m, role, func(seq uint64) (storage.ChatTarget, error) {
+			return messageTarget(ctx, tx, m.Room, seq)
+		})
+		if err != nil {
+			return err
 		}
 		now := time.Now().UnixNano()
 		var seq uint64
@@ -646,19 +580,17 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 			// SET expressions read the row as it was: orig_body keeps the
 			// first body.
 			if _, err := tx.Exec(ctx, `UPDATE chat_messages SET orig_body = COALESCE(orig_body, body), body = $1, edited = $2,
-				search_key = $3 WHERE id = $4`, m.Body, now, folded, target.id); err != nil {
+				search_key = $3 WHERE id = $4`, m.Body, now, folded, target.ID); err != nil {
 				return err
 			}
 		case storage.ChatDelete:
-			if _, err := tx.Exec(ctx, `UPDATE chat_messages SET deleted = $1, search_key = '' WHERE id = $2`, now, target.id); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE chat_messages SET deleted = $1, search_key = '' WHERE id = $2`, now, target.ID); err != nil {
 				return err
 			}
 		}
-		out = storage.ChatMessage{Room: m.Room, Seq: seq, ClientID: m.ClientID, Sender: m.Sender, Kind: m.Kind,
-			Body: m.Body, ReplyTo: m.ReplyTo, Target: m.Target, Mentions: m.Mentions, Attachments: m.Attachments,
-			Created: unixTime(now)}
-		return publishRoom(ctx, tx, ch, m.Room, storage.Change{Kind: storage.ChangeChat, Room: m.Room, Seq: seq,
-			Chat: storage.ChatChangeEvent, Account: m.Sender})
+		var change storage.Change
+		out, change = storage.PostedMessage(&m, seq, now)
+		return publishRoom(ctx, tx, ch, m.Room, change)
 	})
 	if err != nil {
 		return storage.ChatMessage{}, false, err
@@ -717,11 +649,8 @@ func (s *Store) MessagesBefore(ctx context.Context, room storage.RoomID, acct st
 	if err != nil {
 		return nil, fmt.Errorf("postgres: messages before: %w", err)
 	}
-	if before == 0 {
-		before = storage.MaxChatSeq
-	}
 	out, err := s.messagesPage(ctx, "messages before", room, acct, `SELECT `+msgCols+` FROM chat_messages m`+msgJoin+`
-		WHERE m.room = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3`, room, storage.ClampSeq(before), limit)
+		WHERE m.room = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3`, room, storage.ChatBefore(before), limit)
 	slices.Reverse(out)
 	return out, err
 }
@@ -734,30 +663,26 @@ func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct st
 		if _, err := chatRole(ctx, tx, room, acct); err != nil {
 			return err
 		}
-		first := storage.ChatRevision{Seq: seq}
-		var kind string
+		var kind, body string
 		var sender, created int64
 		err := tx.QueryRow(ctx, `SELECT kind, sender, COALESCE(orig_body, body), created FROM chat_messages
-			WHERE room = $1 AND seq = $2`, room, seq).Scan(&kind, &sender, &first.Body, &created)
+			WHERE room = $1 AND seq = $2`, room, seq).Scan(&kind, &sender, &body, &created)
 		if errors.Is(err, pgx.ErrNoRows) || err == nil && !storage.ChatKind(kind).IsMessage() {
 			return fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		first.Kind, first.Sender, first.Time = storage.ChatKind(kind), storage.AccountID(sender), unixTime(created)
+		first := storage.NewChatRevision(seq, kind, sender, body, created)
 		rows, err := tx.Query(ctx, `SELECT seq, kind, sender, body, created FROM chat_messages
 			WHERE room = $1 AND target = $2 AND target != 0 ORDER BY seq`, room, seq)
 		if err != nil {
 			return err
 		}
 		revs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.ChatRevision, error) {
-			var r storage.ChatRevision
-			var kind string
-			var sender, created int64
-			err := row.Scan(&r.Seq, &kind, &sender, &r.Body, &created)
-			r.Kind, r.Sender, r.Time = storage.ChatKind(kind), storage.AccountID(sender), unixTime(created)
-			return r, err
+			var rseq uint64
+			err := row.Scan(&rseq, &kind, &sender, &body, &created)
+			return storage.NewChatRevision(rseq, kind, sender, body, created), err
 		})
 		out = append([]storage.ChatRevision{first}, revs...)
 		return err
@@ -784,16 +709,9 @@ func searchQuery(words []string) string {
 // SearchMessages searches the messages of acct's rooms (see the top of
 // this file).
 func (s *Store) SearchMessages(ctx context.Context, acct storage.AccountID, query string, limit int) ([]storage.ChatMessage, error) {
-	limit, err := storage.ChatLimit(limit)
+	words, limit, err := storage.CheckChatSearch(query, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: search messages: %w", err)
-	}
-	if len(query) > storage.MaxChatBody {
-		return nil, fmt.Errorf("postgres: search messages: query of %d bytes: %w", len(query), storage.ErrTooLarge)
-	}
-	words := storage.ChatSearchWords(query)
-	if len(words) == 0 {
-		return nil, fmt.Errorf("postgres: search messages: no word in query: %w", storage.ErrInvalid)
 	}
 	var out []storage.ChatMessage
 	err = s.read(ctx, "search messages", func(tx pgx.Tx) error {
@@ -830,7 +748,7 @@ func (s *Store) SetReadMarker(ctx context.Context, room storage.RoomID, acct sto
 	if err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	if min(seq, last) <= cur {
+	if _, move := storage.ReadMarkerTo(seq, cur, last); !move {
 		return cur, nil
 	}
 	err = s.write(ctx, op, func(ctx context.Context, tx pgx.Tx, ch *changes) error {
@@ -839,8 +757,8 @@ func (s *Store) SetReadMarker(ctx context.Context, room storage.RoomID, acct sto
 			return err
 		}
 		cur = c
-		to := min(seq, last)
-		if to <= c {
+		to, move := storage.ReadMarkerTo(seq, c, last)
+		if !move {
 			return nil
 		}
 		// The row lock of the UPDATE orders concurrent moves; the marker
@@ -856,8 +774,7 @@ func (s *Store) SetReadMarker(ctx context.Context, room storage.RoomID, acct sto
 		if err != nil {
 			return err
 		}
-		return publishRoom(ctx, tx, ch, room, storage.Change{Kind: storage.ChangeChat, Room: room, Seq: to,
-			Chat: storage.ChatChangeRead, Account: acct})
+		return publishRoom(ctx, tx, ch, room, storage.ReadChange(room, to, acct))
 	})
 	return cur, err
 }
@@ -938,7 +855,7 @@ func (s *Store) Notify(ctx context.Context, n storage.Notification) (storage.Not
 			n.Account, string(n.Kind), n.Room, n.Seq, n.Document, n.Text, n.Created.UnixNano()).Scan(&n.ID); err != nil {
 			return err
 		}
-		ch.add(n.Account, storage.Change{Kind: storage.ChangeChatNotification, Room: n.Room, Seq: n.Seq, Notification: n.ID})
+		ch.add(n.Account, storage.NotificationChange(n))
 		return nil
 	})
 	if err != nil {
@@ -959,13 +876,9 @@ func (s *Store) Notifications(ctx context.Context, acct storage.AccountID, after
 		return nil, fmt.Errorf("postgres: notifications: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.Notification, error) {
-		n := storage.Notification{Account: acct}
-		var id, room, doc, created int64
-		var kind string
-		err := row.Scan(&id, &kind, &room, &n.Seq, &doc, &n.Text, &created, &n.Read)
-		n.ID, n.Kind, n.Room, n.Document = storage.NotificationID(id), storage.NotificationKind(kind), storage.RoomID(room), storage.DocumentID(doc)
-		n.Created = unixTime(created)
-		return n, err
+		var r storage.NotificationRow
+		err := row.Scan(r.Dest()...)
+		return r.Notification(acct), err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: notifications: %w", err)

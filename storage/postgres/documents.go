@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -114,7 +113,7 @@ func (s *Store) AddDocuments(ctx context.Context, docs []storage.DocumentRecord)
 				return err
 			}
 			ids = append(ids, storage.DocumentID(id))
-			ch.add(d.Account, storage.Change{Kind: storage.ChangeDocumentReceived, Mailbox: d.Mailbox, UID: d.UID, Document: storage.DocumentID(id)})
+			ch.add(d.Account, storage.DocumentChange(d, storage.DocumentID(id)))
 		}
 		return br.Close()
 	})
@@ -130,14 +129,10 @@ const documentColumns = `id, account, mailbox, uid, message_id, recipient, patie
 // scanDocuments reads documentColumns rows.
 func scanDocuments(rows pgx.Rows) ([]storage.DocumentRecord, error) {
 	out := []storage.DocumentRecord{}
-	var d storage.DocumentRecord
-	var uid, received int64
-	_, err := pgx.ForEachRow(rows, []any{&d.ID, &d.Account, &d.Mailbox, &uid, &d.MessageID, &d.Recipient, &d.PatientINS,
-		&d.INSKind, &d.PatientName, &d.TypeCode, &d.TypeDisplay, &d.Title, &d.AuthorID, &d.AuthorName, &d.Custodian,
-		&d.Valid, &d.Problems, &received, &d.Metadata}, func() error {
-		d.UID, d.Received = uint32(uid), time.Unix(0, received).UTC()
-		out = append(out, d)
-		d.Metadata = nil // the next row gets its own bytes
+	var r storage.DocumentRow
+	_, err := pgx.ForEachRow(rows, r.Dest(), func() error {
+		out = append(out, r.Record())
+		r.Metadata = nil // the next row gets its own bytes
 		return nil
 	})
 	return out, err
@@ -183,8 +178,8 @@ func (s *Store) Document(ctx context.Context, acct storage.AccountID, id storage
 // (Received) first, at most limit. An empty INS (documents without one) or
 // a limit below 1 is ErrInvalid.
 func (s *Store) DocumentsByPatient(ctx context.Context, acct storage.AccountID, ins string, limit int) ([]storage.DocumentRecord, error) {
-	if ins == "" || limit < 1 {
-		return nil, fmt.Errorf("postgres: documents by patient: empty INS or limit %d: %w", limit, storage.ErrInvalid)
+	if err := storage.CheckPatientQuery(ins, limit); err != nil {
+		return nil, fmt.Errorf("postgres: documents by patient: %w", err)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+documentColumns+` FROM documents
 		WHERE account = $1 AND patient_ins = $2 AND patient_ins <> '' ORDER BY received DESC, id DESC LIMIT $3`, acct, ins, limit)
@@ -235,11 +230,9 @@ const tokenSelect = `SELECT t.id, t.account, a.address, t.name, t.hash, t.create
 
 func scanTokens(rows pgx.Rows) ([]storage.APIToken, error) {
 	var out []storage.APIToken
-	var t storage.APIToken
-	var created, expires, used int64
-	_, err := pgx.ForEachRow(rows, []any{&t.ID, &t.Account, &t.Address, &t.Name, &t.Hash, &created, &expires, &used, &t.Revoked}, func() error {
-		t.Created, t.Expires, t.LastUsed = time.Unix(0, created).UTC(), storage.TimeOrZero(expires), storage.TimeOrZero(used)
-		out = append(out, t)
+	var r storage.APITokenRow
+	_, err := pgx.ForEachRow(rows, r.Dest(), func() error {
+		out = append(out, r.Token())
 		return nil
 	})
 	return out, err
@@ -284,9 +277,7 @@ func (s *Store) APITokenByHash(ctx context.Context, hash string, now time.Time) 
 		if err != nil {
 			return storage.APIToken{}, err
 		}
-		if now.After(t.LastUsed) {
-			t.LastUsed = now.UTC()
-		}
+		storage.TokenUsed(&t, now)
 	}
 	return t, nil
 }
@@ -354,8 +345,7 @@ func (s *Store) SentDocument(ctx context.Context, acct storage.AccountID, id str
 	if err != nil {
 		return storage.SentDocument{}, fmt.Errorf("postgres: sent document: %w", err)
 	}
-	d.Created = time.Unix(0, created).UTC()
-	if err := json.Unmarshal([]byte(rcpts), &d.Recipients); err != nil {
+	if err := storage.DecodeSentDocument(&d, rcpts, created); err != nil {
 		return storage.SentDocument{}, fmt.Errorf("postgres: sent document: %w", err)
 	}
 	return d, nil

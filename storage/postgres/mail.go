@@ -30,13 +30,13 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, internalDate time.Time,
 }
 
 func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate time.Time, rcpts []storage.Recipient) ([]storage.Delivered, error) {
-	ld, err := s.prepareLocal(raw, internalDate, rcpts)
+	ld, err := storage.PrepareLocal(raw, internalDate, rcpts, s.maxSize, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	var out []storage.Delivered
 	err = s.write(ctx, op, func(ctx context.Context, tx pgx.Tx, ch *changes) error {
-		d, err := ld.deliverTx(ctx, tx, ch)
+		d, err := deliverTx(ctx, tx, ch, ld)
 		out = d
 		return err
 	})
@@ -44,45 +44,6 @@ func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate
 		return nil, err
 	}
 	return out, nil
-}
-
-// localDelivery is a message checked and parsed for its local copies,
-// ready for deliverTx inside a write transaction (Deliver, Append, and
-// Submit in queue.go).
-type localDelivery struct {
-	p       *storage.ParsedMessage
-	rcpts   []storage.Recipient
-	targets []localTarget
-}
-
-type localTarget struct {
-	name  string
-	flags []string
-}
-
-// prepareLocal checks the recipients and parses the message (the same
-// storage.ParseMessage as the SQLite store), outside any transaction.
-func (s *Store) prepareLocal(raw []byte, internalDate time.Time, rcpts []storage.Recipient) (*localDelivery, error) {
-	if len(rcpts) == 0 {
-		return nil, fmt.Errorf("no recipients: %w", storage.ErrInvalid)
-	}
-	targets := make([]localTarget, len(rcpts))
-	for i, r := range rcpts {
-		name, err := storage.NormMailboxName(r.Mailbox)
-		if err != nil {
-			return nil, storage.ErrNotFound
-		}
-		flags, err := storage.NormFlags(r.Flags)
-		if err != nil {
-			return nil, err
-		}
-		targets[i] = localTarget{name, flags}
-	}
-	p, err := storage.ParseMessage(raw, internalDate, s.maxSize, s.log)
-	if err != nil {
-		return nil, err
-	}
-	return &localDelivery{p: p, rcpts: rcpts, targets: targets}, nil
 }
 
 // deliverTx stores the copies in tx, all sharing one blob, and records the
@@ -95,12 +56,12 @@ func (s *Store) prepareLocal(raw []byte, internalDate time.Time, rcpts []storage
 // takes its UID with UPDATE ... RETURNING: the locks are held until commit,
 // so UIDs of one mailbox increase in commit order across nodes, and two
 // deliveries to the same mailboxes in different orders do not deadlock.
-func (ld *localDelivery) deliverTx(ctx context.Context, tx pgx.Tx, ch *changes) ([]storage.Delivered, error) {
-	boxes := make([]storage.Mailbox, len(ld.rcpts))
-	ids := make([]storage.MailboxID, len(ld.rcpts))
-	created := make([]changes, len(ld.rcpts))
-	for i, r := range ld.rcpts {
-		m, err := deliveryMailbox(ctx, tx, &created[i], r.Account, ld.targets[i].name, r.SpecialUse)
+func deliverTx(ctx context.Context, tx pgx.Tx, ch *changes, ld *storage.LocalDelivery) ([]storage.Delivered, error) {
+	boxes := make([]storage.Mailbox, len(ld.Recipients))
+	ids := make([]storage.MailboxID, len(ld.Recipients))
+	created := make([]changes, len(ld.Recipients))
+	for i, r := range ld.Recipients {
+		m, err := deliveryMailbox(ctx, tx, &created[i], r.Account, ld.Targets[i].Mailbox, r.SpecialUse)
 		if err != nil {
 			return nil, fmt.Errorf("account %d: %w", r.Account, err)
 		}
@@ -111,25 +72,26 @@ func (ld *localDelivery) deliverTx(ctx context.Context, tx pgx.Tx, ch *changes) 
 			return nil, err
 		}
 	}
+	p := ld.Parsed
 	var blob int64
 	err := tx.QueryRow(ctx, `INSERT INTO blobs (size, summary, search_header, search_body, raw) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-		len(ld.p.Raw), ld.p.Summary, ld.p.SearchHeader, ld.p.SearchBody, ld.p.Raw).Scan(&blob)
+		len(p.Raw), p.Summary, p.SearchHeader, p.SearchBody, p.Raw).Scan(&blob)
 	if err != nil {
 		return nil, err
 	}
-	date, size := ld.p.InternalDate.UnixNano(), int64(len(ld.p.Raw))
-	out := make([]storage.Delivered, 0, len(ld.rcpts))
-	for i, r := range ld.rcpts {
-		m := boxes[i]
-		uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, ld.targets[i].flags, date, size)
+	date, size := p.InternalDate.UnixNano(), int64(len(p.Raw))
+	out := make([]storage.Delivered, 0, len(ld.Recipients))
+	for i, r := range ld.Recipients {
+		uid, modseq, err := insertMessage(ctx, tx, boxes[i].ID, blob, ld.Targets[i].Flags, date, size)
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range created[i] {
 			ch.add(p.acct, p.changes...)
 		}
-		out = append(out, storage.Delivered{Account: r.Account, Mailbox: m.ID, UIDValidity: m.UIDValidity, UID: uid})
-		ch.add(r.Account, storage.Change{Kind: storage.ChangeMessageAdded, Mailbox: m.ID, UID: uid, ModSeq: modseq, Flags: ld.targets[i].flags})
+		d, change := ld.Stored(i, boxes[i], uid, modseq)
+		out = append(out, d)
+		ch.add(r.Account, change)
 	}
 	return out, nil
 }

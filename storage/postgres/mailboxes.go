@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -289,19 +288,9 @@ func dropOrphanBlobs(ctx context.Context, tx pgx.Tx, blobs []int64) error {
 // its messages (UIDs kept) to a new mailbox and leaves INBOX empty; INBOX's
 // children are not renamed.
 func (s *Store) RenameMailbox(ctx context.Context, acct storage.AccountID, from, to string) error {
-	from, err := storage.NormMailboxName(from)
+	from, to, err := storage.CheckRename(from, to)
 	if err != nil {
-		return fmt.Errorf("postgres: rename mailbox: %w", storage.ErrNotFound)
-	}
-	if to, err = storage.NormMailboxName(to); err != nil {
 		return fmt.Errorf("postgres: rename mailbox: %w", err)
-	}
-	if to == "INBOX" {
-		return fmt.Errorf("postgres: rename mailbox: INBOX: %w", storage.ErrExists)
-	}
-	delim := string(storage.MailboxDelimiter)
-	if from != "INBOX" && strings.HasPrefix(to, from+delim) {
-		return fmt.Errorf("postgres: rename mailbox %q into itself: %w", from, storage.ErrInvalid)
 	}
 	return s.write(ctx, "rename mailbox", func(ctx context.Context, tx pgx.Tx, ch *changes) error {
 		if err := lockAccount(ctx, tx, acct); err != nil {
@@ -314,47 +303,36 @@ func (s *Store) RenameMailbox(ctx context.Context, acct storage.AccountID, from,
 		if from == "INBOX" {
 			return renameInbox(ctx, tx, ch, acct, src, to)
 		}
-		type rename struct {
-			id       storage.MailboxID
-			old, new string
-		}
-		renames := []rename{{src.ID, from, to}}
+		renames := []storage.MailboxRename{{ID: src.ID, Old: from, New: to}}
 		rows, err := tx.Query(ctx, `SELECT id, name FROM mailboxes WHERE account = $1 AND starts_with(name, $2) ORDER BY name`,
-			acct, from+delim)
+			acct, storage.ChildPrefix(from))
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var r rename
-			if err := rows.Scan(&r.id, &r.old); err != nil {
-				rows.Close()
-				return err
-			}
-			r.new = to + r.old[len(from):]
-			renames = append(renames, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		var id storage.MailboxID
+		var old string
+		if _, err := pgx.ForEachRow(rows, []any{&id, &old}, func() error {
+			renames = append(renames, storage.RenameChild(from, to, id, old))
+			return nil
+		}); err != nil {
 			return err
 		}
-		for _, r := range renames {
-			if ok, err := mailboxExists(ctx, tx, acct, r.new); err != nil {
-				return err
-			} else if ok {
-				return fmt.Errorf("mailbox %q: %w", r.new, storage.ErrExists)
-			}
+		if err := storage.CheckRenameTargets(renames, func(name string) (bool, error) {
+			return mailboxExists(ctx, tx, acct, name)
+		}); err != nil {
+			return err
 		}
 		if err := createParents(ctx, tx, ch, acct, to); err != nil {
 			return err
 		}
 		for _, r := range renames {
-			if _, err := tx.Exec(ctx, `UPDATE mailboxes SET name = $1 WHERE id = $2`, r.new, r.id); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE mailboxes SET name = $1 WHERE id = $2`, r.New, r.ID); err != nil {
 				if duplicateKey(err) {
-					return fmt.Errorf("mailbox %q: %w", r.new, storage.ErrExists)
+					return fmt.Errorf("mailbox %q: %w", r.New, storage.ErrExists)
 				}
 				return err
 			}
-			ch.add(acct, storage.Change{Kind: storage.ChangeMailboxRenamed, Mailbox: r.id, Name: r.new})
+			ch.add(acct, r.Change())
 		}
 		return nil
 	})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,19 +33,17 @@ func sortedUIDs(in []int64) []uint32 {
 const messageColumns = `m.uid, m.modseq, m.flags, m.internaldate, m.size, b.summary`
 
 func scanMessages(rows pgx.Rows) ([]storage.MessageInfo, error) {
-	defer rows.Close()
 	var out []storage.MessageInfo
-	for rows.Next() {
-		var mi storage.MessageInfo
-		var uid, modseq, date int64
-		var flags string
-		if err := rows.Scan(&uid, &modseq, &flags, &date, &mi.Size, &mi.Summary); err != nil {
-			return nil, err
-		}
-		mi.UID, mi.ModSeq, mi.Flags, mi.InternalDate = uint32(uid), uint64(modseq), storage.SplitFlags(flags), time.Unix(0, date).UTC()
-		out = append(out, mi)
+	var r storage.MessageInfoRow
+	_, err := pgx.ForEachRow(rows, r.Dest(), func() error {
+		out = append(out, r.Info())
+		r.Summary = nil // the next row gets its own bytes
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Messages lists a mailbox in UID order.
@@ -124,10 +121,7 @@ func (s *Store) SearchText(ctx context.Context, acct storage.AccountID, mbox sto
 // returned in failed. The mailbox's lock is taken first, so the flags read
 // are the ones the update replaces, whatever other nodes do meanwhile.
 func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uids []uint32, op storage.FlagOp, flags []string, unchangedSince uint64) (updated []storage.FlagUpdate, failed []uint32, err error) {
-	if op != storage.FlagsSet && op != storage.FlagsAdd && op != storage.FlagsRemove {
-		return nil, nil, fmt.Errorf("postgres: store flags: op %d: %w", op, storage.ErrInvalid)
-	}
-	nflags, err := storage.NormFlags(flags)
+	nflags, err := storage.CheckFlagOp(op, flags)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres: store flags: %w", err)
 	}
@@ -144,52 +138,37 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 		if err != nil {
 			return err
 		}
-		type change struct {
-			uid   uint32
-			flags []string
-		}
-		var todo []change
-		for rows.Next() {
-			var uid, modseq int64
-			var cur string
-			if err := rows.Scan(&uid, &modseq, &cur); err != nil {
-				rows.Close()
-				return err
-			}
-			if unchangedSince > 0 && uint64(modseq) > unchangedSince {
-				failed = append(failed, uint32(uid))
-				continue
-			}
-			if next, changed := storage.ApplyFlags(storage.SplitFlags(cur), op, nflags); changed {
-				todo = append(todo, change{uint32(uid), next})
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		plan := storage.FlagPlan{Op: op, Flags: nflags, UnchangedSince: unchangedSince}
+		var uid, rowModSeq int64
+		var cur string
+		if _, err := pgx.ForEachRow(rows, []any{&uid, &rowModSeq, &cur}, func() error {
+			plan.Add(uint32(uid), uint64(rowModSeq), cur)
+			return nil
+		}); err != nil {
 			return err
 		}
-		if len(todo) == 0 {
+		failed = plan.Failed
+		if len(plan.Updates) == 0 {
 			return nil
 		}
 		modseq, err := bumpModSeq(ctx, tx, mbox)
 		if err != nil {
 			return err
 		}
-		n := len(todo)
+		n := len(plan.Updates)
 		us, fs, seen, deleted := make([]int64, n), make([]string, n), make([]bool, n), make([]bool, n)
-		for i, c := range todo {
-			us[i], fs[i] = int64(c.uid), storage.JoinFlags(c.flags)
-			seen[i], deleted[i] = storage.HasFlag(c.flags, storage.FlagSeen), storage.HasFlag(c.flags, storage.FlagDeleted)
+		for i, c := range plan.Updates {
+			us[i], fs[i] = int64(c.UID), storage.JoinFlags(c.Flags)
+			seen[i], deleted[i] = storage.HasFlag(c.Flags, storage.FlagSeen), storage.HasFlag(c.Flags, storage.FlagDeleted)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE messages m SET flags = u.flags, seen = u.seen, deleted = u.deleted, modseq = $2
 			FROM unnest($3::bigint[], $4::text[], $5::boolean[], $6::boolean[]) AS u(uid, flags, seen, deleted)
 			WHERE m.mailbox = $1 AND m.uid = u.uid`, mbox, int64(modseq), us, fs, seen, deleted); err != nil {
 			return err
 		}
-		for _, c := range todo {
-			updated = append(updated, storage.FlagUpdate{UID: c.uid, ModSeq: modseq, Flags: c.flags})
-			ch.add(acct, storage.Change{Kind: storage.ChangeFlags, Mailbox: mbox, UID: c.uid, ModSeq: modseq, Flags: c.flags})
-		}
+		var changes []storage.Change
+		updated, changes = plan.Done(mbox, modseq)
+		ch.add(acct, changes...)
 		return nil
 	})
 	if err != nil {

@@ -136,52 +136,46 @@ func enqueueTx(ctx context.Context, tx pgx.Tx, p *storage.PreparedOutbound, now 
 // Submit stores a submission in one transaction: the local copies (as
 // Deliver), the queue entry and the delivery status rows.
 func (s *Store) Submit(ctx context.Context, sub storage.Submission) ([]storage.Delivered, storage.QueueID, error) {
-	ps, err := storage.PrepareSubmission(sub, s.maxSize, time.Now())
+	ps, err := storage.PrepareSubmission(sub, s.maxSize, time.Now(), s.log)
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres: submit: %w", err)
-	}
-	var ld *localDelivery
-	if len(sub.Local) > 0 {
-		if ld, err = s.prepareLocal(sub.Raw, sub.InternalDate, sub.Local); err != nil {
-			return nil, 0, fmt.Errorf("postgres: submit: %w", err)
-		}
 	}
 	var (
 		out []storage.Delivered
 		id  storage.QueueID
 	)
 	err = s.write(ctx, "submit", func(ctx context.Context, tx pgx.Tx, ch *changes) error {
-		out, id = nil, 0
-		if ld != nil {
-			d, err := ld.deliverTx(ctx, tx, ch)
-			if err != nil {
-				return err
-			}
-			out = d
-		}
-		if ps.Outbound != nil {
-			q, err := enqueueTx(ctx, tx, ps.Outbound, time.Now())
-			if err != nil {
-				return err
-			}
-			id = q
-		}
-		if ps.WithStatus {
-			if err := accountKnown(ctx, tx, sub.Account); err != nil {
-				return err
-			}
-			for _, st := range ps.Statuses {
-				if err := setStatusTx(ctx, tx, sub.Account, st); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		var err error
+		out, id, err = ps.Write(ctx, submitTx{tx, ch}, sub.Account)
+		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	return out, id, nil
+}
+
+// submitTx runs Submit's steps (storage.SubmitTx, for
+// storage.PreparedSubmission.Write) in a write transaction.
+type submitTx struct {
+	tx pgx.Tx
+	ch *changes
+}
+
+func (t submitTx) DeliverLocal(ctx context.Context, ld *storage.LocalDelivery) ([]storage.Delivered, error) {
+	return deliverTx(ctx, t.tx, t.ch, ld)
+}
+
+func (t submitTx) Enqueue(ctx context.Context, p *storage.PreparedOutbound) (storage.QueueID, error) {
+	return enqueueTx(ctx, t.tx, p, time.Now())
+}
+
+func (t submitTx) AccountExists(ctx context.Context, acct storage.AccountID) error {
+	return accountKnown(ctx, t.tx, acct)
+}
+
+func (t submitTx) SetStatus(ctx context.Context, acct storage.AccountID, st storage.DeliveryStatus) error {
+	return setStatusTx(ctx, t.tx, acct, st)
 }
 
 // Enqueue queues a message alone, durably; its recipients are due at once.
@@ -263,13 +257,9 @@ func loadEntries(ctx context.Context, tx pgx.Tx, ids []int64) ([]storage.QueueEn
 		return nil, err
 	}
 	var out []storage.QueueEntry
-	index := map[storage.QueueID]int{}
-	var e storage.QueueEntry
-	var created, expires, lease int64
-	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Account, &e.Sender, &e.MessageID, &e.Ret, &e.EnvID, &e.Size, &created, &expires, &lease}, func() error {
-		e.Created, e.Expires, e.LeaseUntil = time.Unix(0, created).UTC(), storage.TimeOrZero(expires), storage.TimeOrZero(lease)
-		index[e.ID] = len(out)
-		out = append(out, e)
+	var e storage.QueueEntryRow
+	_, err = pgx.ForEachRow(rows, e.Dest(), func() error {
+		out = append(out, e.Entry())
 		return nil
 	})
 	if err != nil || len(out) == 0 {
@@ -280,21 +270,9 @@ func loadEntries(ctx context.Context, tx pgx.Tx, ids []int64) ([]storage.QueueEn
 	if err != nil {
 		return nil, err
 	}
-	var (
-		entry         storage.QueueID
-		r             storage.QueueRecipient
-		notify, state string
-		next, last    int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&entry, &r.Address, &r.Domain, &notify, &r.ORCPT, &state, &r.Attempts, &next, &last, &r.LastError, &r.DelayNotified}, func() error {
-		r.Notify, r.State, r.LastAttempt = storage.SplitNotify(notify), storage.QueueState(state), storage.TimeOrZero(last)
-		r.NextAttempt = time.Time{}
-		if r.State == storage.QueuePending {
-			r.NextAttempt = storage.TimeOrZero(next)
-		}
-		if i, ok := index[entry]; ok {
-			out[i].Recipients = append(out[i].Recipients, r)
-		}
+	var r storage.QueueRecipientRow
+	_, err = pgx.ForEachRow(rows, r.Dest(), func() error {
+		storage.AddQueueRecipient(out, storage.QueueID(r.Entry), r.Recipient())
 		return nil
 	})
 	if err != nil {
@@ -360,13 +338,9 @@ func (s *Store) RecordAttempt(ctx context.Context, id storage.QueueID, results [
 			return fmt.Errorf("queue entry %d: %w", id, err)
 		}
 		for _, u := range apply {
-			next := int64(0)
-			if u.State == storage.QueuePending {
-				next = u.NextAttempt.UnixNano()
-			}
 			if _, err := tx.Exec(ctx, `UPDATE queue_recipients SET state = $1, attempts = attempts + 1, next_attempt = $2,
 				last_attempt = $3, last_error = $4, delay_notified = delay_notified OR $5 WHERE entry = $6 AND seq = $7`,
-				string(u.State), next, u.At.UnixNano(), u.Error, u.DelayNotified, id, seqs[u.Address]); err != nil {
+				string(u.State), storage.AttemptNextNanos(u), u.At.UnixNano(), u.Error, u.DelayNotified, id, seqs[u.Address]); err != nil {
 				return err
 			}
 		}
@@ -406,8 +380,7 @@ func (s *Store) QueueEntry(ctx context.Context, id storage.QueueID) (storage.Que
 // batches, each from one snapshot, and fn runs outside any transaction (it
 // may call the store); an error from fn stops the walk and is returned.
 func (s *Store) QueueEntries(ctx context.Context, fn func(storage.QueueEntry) error) error {
-	var after int64
-	for {
+	return storage.WalkQueue(func(after storage.QueueID) ([]storage.QueueEntry, error) {
 		var batch []storage.QueueEntry
 		err := s.read(ctx, "queue entries", func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, `SELECT id FROM queue_entries WHERE id > $1 ORDER BY id LIMIT $2`, after, queueListBatch)
@@ -421,19 +394,8 @@ func (s *Store) QueueEntries(ctx context.Context, fn func(storage.QueueEntry) er
 			batch, err = loadEntries(ctx, tx, ids)
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		if len(batch) == 0 {
-			return nil
-		}
-		for _, e := range batch {
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		after = int64(batch[len(batch)-1].ID)
-	}
+		return batch, err
+	}, fn)
 }
 
 // RetryQueue makes every pending recipient of an entry due at now and drops

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -134,7 +133,7 @@ func (s *Store) CreateRoom(ctx context.Context, nr storage.NewRoom) (storage.Roo
 		}
 		// Each member learns of its own membership (not N changes each).
 		for _, a := range append([]storage.AccountID{nr.CreatedBy}, members...) {
-			ch.add(a, storage.Change{Kind: storage.ChangeChat, Room: room.ID, Chat: storage.ChatChangeMember, Account: a})
+			ch.add(a, storage.MemberChange(room.ID, 0, a))
 		}
 		return nil
 	})
@@ -205,7 +204,7 @@ func (s *Store) DirectRoom(ctx context.Context, a, b storage.AccountID) (storage
 			return err
 		}
 		for _, x := range []storage.AccountID{a, b} {
-			ch.add(x, storage.Change{Kind: storage.ChangeChat, Room: room.ID, Chat: storage.ChatChangeMember, Account: x})
+			ch.add(x, storage.MemberChange(room.ID, 0, x))
 		}
 		return nil
 	})
@@ -292,11 +291,8 @@ func (s *Store) RoomsByINS(ctx context.Context, acct storage.AccountID, ins stri
 // AddMember adds acct to the room on behalf of by, a member.
 func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct storage.AccountID, role storage.RoomRole) error {
 	const op = "add member"
-	if err := storage.CheckRole(role); err != nil {
+	if err := storage.CheckNewMember(role, acct); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
-	}
-	if acct <= 0 {
-		return fmt.Errorf("sqlite: %s: account %d: %w", op, acct, storage.ErrInvalid)
 	}
 	return s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		if _, err := chatRole(ctx, tx, room, by); err != nil {
@@ -306,8 +302,8 @@ func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct sto
 		if err != nil {
 			return err
 		}
-		if r.Kind == storage.RoomDirect {
-			return fmt.Errorf("room %d is direct: %w", room, storage.ErrForbidden)
+		if err := storage.CheckMembersChange(r); err != nil {
+			return err
 		}
 		if err := accountExists(ctx, tx, acct); err != nil {
 			return err
@@ -321,14 +317,13 @@ func (s *Store) AddMember(ctx context.Context, room storage.RoomID, by, acct sto
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM chat_members WHERE room = ?`, room).Scan(&n); err != nil {
 			return err
 		}
-		if n >= storage.MaxRoomMembers {
-			return fmt.Errorf("room %d has %d members: %w", room, n, storage.ErrTooLarge)
+		if err := storage.CheckRoomSize(room, int64(n)); err != nil {
+			return err
 		}
 		if err := insertMember(ctx, tx, room, acct, role, by, time.Now()); err != nil {
 			return err
 		}
-		return publishRoom(ctx, tx, ch, room, storage.Change{Kind: storage.ChangeChat, Room: room, Seq: r.LastSeq,
-			Chat: storage.ChatChangeMember, Account: acct})
+		return publishRoom(ctx, tx, ch, room, storage.MemberChange(room, r.LastSeq, acct))
 	})
 }
 
@@ -343,8 +338,8 @@ func (s *Store) RemoveMember(ctx context.Context, room storage.RoomID, by, acct 
 		if err != nil {
 			return err
 		}
-		if r.Kind == storage.RoomDirect {
-			return fmt.Errorf("room %d is direct: %w", room, storage.ErrForbidden)
+		if err := storage.CheckMembersChange(r); err != nil {
+			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM chat_members WHERE room = ? AND account = ?`, room, acct)
 		if err != nil {
@@ -355,7 +350,7 @@ func (s *Store) RemoveMember(ctx context.Context, room storage.RoomID, by, acct 
 		} else if n == 0 {
 			return fmt.Errorf("account %d in room %d: %w", acct, room, storage.ErrNotFound)
 		}
-		change := storage.Change{Kind: storage.ChangeChat, Room: room, Seq: r.LastSeq, Chat: storage.ChatChangeMember, Account: acct}
+		change := storage.MemberChange(room, r.LastSeq, acct)
 		if err := publishRoom(ctx, tx, ch, room, change); err != nil {
 			return err
 		}
@@ -425,29 +420,11 @@ const (
 )
 
 func scanChatMessage(row interface{ Scan(...any) error }) (storage.ChatMessage, error) {
-	var m storage.ChatMessage
-	var kind, mentions, attachments string
-	var created, edited, deleted, targetDeleted int64
-	if err := row.Scan(&m.Room, &m.Seq, &m.ClientID, &m.Sender, &kind, &m.Body, &m.ReplyTo, &m.Target, &mentions,
-		&attachments, &created, &edited, &deleted, &targetDeleted); err != nil {
-		return m, err
+	var r storage.ChatMessageRow
+	if err := row.Scan(r.Dest()...); err != nil {
+		return storage.ChatMessage{}, err
 	}
-	m.Kind = storage.ChatKind(kind)
-	m.Created, m.Edited, m.Deleted = fromUnixNano(created), timeOrZero(edited), timeOrZero(deleted)
-	if deleted != 0 || (m.Kind == storage.ChatEdit && targetDeleted != 0) {
-		m.Body = ""
-	}
-	if mentions != "" {
-		if err := json.Unmarshal([]byte(mentions), &m.Mentions); err != nil {
-			return m, fmt.Errorf("message %d/%d mentions: %w", m.Room, m.Seq, err)
-		}
-	}
-	if attachments != "" {
-		if err := json.Unmarshal([]byte(attachments), &m.Attachments); err != nil {
-			return m, fmt.Errorf("message %d/%d attachments: %w", m.Room, m.Seq, err)
-		}
-	}
-	return m, nil
+	return r.Message()
 }
 
 func scanChatMessages(rows *sql.Rows) ([]storage.ChatMessage, error) {
@@ -463,31 +440,18 @@ func scanChatMessages(rows *sql.Rows) ([]storage.ChatMessage, error) {
 	return out, rows.Err()
 }
 
-// chatTarget is the message an edit, a deletion or a reply points at.
-type chatTarget struct {
-	id      int64
-	sender  storage.AccountID
-	kind    storage.ChatKind
-	deleted bool
-}
-
-func messageTarget(ctx context.Context, q querier, room storage.RoomID, seq uint64) (chatTarget, error) {
-	var t chatTarget
+func messageTarget(ctx context.Context, q querier, room storage.RoomID, seq uint64) (storage.ChatTarget, error) {
+	var id, sender, deleted int64
 	var kind string
-	var deleted int64
 	err := q.QueryRowContext(ctx, `SELECT id, sender, kind, deleted FROM chat_messages WHERE room = ? AND seq = ?`, room, seq).
-		Scan(&t.id, &t.sender, &kind, &deleted)
+		Scan(&id, &sender, &kind, &deleted)
 	if errors.Is(err, sql.ErrNoRows) {
-		return t, fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
+		return storage.ChatTarget{}, fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
 	}
 	if err != nil {
-		return t, err
+		return storage.ChatTarget{}, err
 	}
-	t.kind, t.deleted = storage.ChatKind(kind), deleted != 0
-	if !t.kind.IsMessage() {
-		return t, fmt.Errorf("event %d of room %d is not a message: %w", seq, room, storage.ErrNotFound)
-	}
-	return t, nil
+	return storage.NewChatTarget(room, seq, id, sender, kind, deleted)
 }
 
 // Post adds an event to a room (see storage.ChatStore.Post).
@@ -496,28 +460,13 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 	if err := storage.CheckPost(&m); err != nil {
 		return storage.ChatMessage{}, false, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	var mentions, attachments string
-	if len(m.Mentions) > 0 {
-		b, err := json.Marshal(m.Mentions)
-		if err != nil {
-			return storage.ChatMessage{}, false, fmt.Errorf("sqlite: %s: %w", op, err)
-		}
-		mentions = string(b)
-	}
-	if len(m.Attachments) > 0 {
-		b, err := json.Marshal(m.Attachments)
-		if err != nil {
-			return storage.ChatMessage{}, false, fmt.Errorf("sqlite: %s: %w", op, err)
-		}
-		attachments = string(b)
-	}
-	folded := ""
-	if m.Kind != storage.ChatDelete {
-		folded = storage.ChatSearchText(m.Body)
+	mentions, attachments, folded, err := storage.EncodePost(&m)
+	if err != nil {
+		return storage.ChatMessage{}, false, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	var out storage.ChatMessage
 	var dup bool
-	err := s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
+	err = s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		out, dup = storage.ChatMessage{}, false
 		var role storage.RoomRole
 		if m.Sender != 0 {
@@ -539,25 +488,11 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 				return err
 			}
 		}
-		if m.ReplyTo != 0 {
-			if _, err := messageTarget(ctx, tx, m.Room, m.ReplyTo); err != nil {
-				return err
-			}
-		}
-		var target chatTarget
-		if m.Target != 0 {
-			var err error
-			if target, err = messageTarget(ctx, tx, m.Room, m.Target); err != nil {
-				return err
-			}
-			switch {
-			case target.deleted:
-				return fmt.Errorf("message %d is deleted: %w", m.Target, storage.ErrForbidden)
-			case m.Kind == storage.ChatEdit && (target.kind != storage.ChatText || target.sender != m.Sender):
-				return fmt.Errorf("editing message %d: %w", m.Target, storage.ErrForbidden)
-			case m.Kind == storage.ChatDelete && target.sender != m.Sender && role != storage.RoleOwner:
-				return fmt.Errorf("deleting message %d: %w", m.Target, storage.ErrForbidden)
-			}
+		target, err := storage.PostTarget(&m, role, func(seq uint64) (storage.ChatTarget, error) {
+			return messageTarget(ctx, tx, m.Room, seq)
+		})
+		if err != nil {
+			return err
 		}
 		now := time.Now().UnixNano()
 		var seq uint64
@@ -580,22 +515,22 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 			// SET expressions read the row as it was: orig_body keeps the
 			// first body.
 			if _, err := tx.ExecContext(ctx, `UPDATE chat_messages SET orig_body = COALESCE(orig_body, body), body = ?, edited = ?
-				WHERE id = ?`, m.Body, now, target.id); err != nil {
+				WHERE id = ?`, m.Body, now, target.ID); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM chat_fts WHERE rowid = ?`, target.id); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM chat_fts WHERE rowid = ?`, target.ID); err != nil {
 				return err
 			}
 			if folded != "" {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO chat_fts (rowid, body) VALUES (?, ?)`, target.id, folded); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO chat_fts (rowid, body) VALUES (?, ?)`, target.ID, folded); err != nil {
 					return err
 				}
 			}
 		case storage.ChatDelete:
-			if _, err := tx.ExecContext(ctx, `UPDATE chat_messages SET deleted = ? WHERE id = ?`, now, target.id); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE chat_messages SET deleted = ? WHERE id = ?`, now, target.ID); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM chat_fts WHERE rowid = ?`, target.id); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM chat_fts WHERE rowid = ?`, target.ID); err != nil {
 				return err
 			}
 		default:
@@ -605,11 +540,9 @@ func (s *Store) Post(ctx context.Context, m storage.NewChatMessage) (storage.Cha
 				}
 			}
 		}
-		out = storage.ChatMessage{Room: m.Room, Seq: seq, ClientID: m.ClientID, Sender: m.Sender, Kind: m.Kind,
-			Body: m.Body, ReplyTo: m.ReplyTo, Target: m.Target, Mentions: m.Mentions, Attachments: m.Attachments,
-			Created: fromUnixNano(now)}
-		return publishRoom(ctx, tx, ch, m.Room, storage.Change{Kind: storage.ChangeChat, Room: m.Room, Seq: seq,
-			Chat: storage.ChatChangeEvent, Account: m.Sender})
+		var change storage.Change
+		out, change = storage.PostedMessage(&m, seq, now)
+		return publishRoom(ctx, tx, ch, m.Room, change)
 	})
 	if err != nil {
 		return storage.ChatMessage{}, false, err
@@ -663,10 +596,7 @@ func (s *Store) MessagesBefore(ctx context.Context, room storage.RoomID, acct st
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: messages before: %w", err)
 	}
-	if before == 0 {
-		before = storage.MaxChatSeq
-	}
-	before = storage.ClampSeq(before)
+	before = storage.ChatBefore(before)
 	var out []storage.ChatMessage
 	err = s.read(ctx, "messages before", func(tx *sql.Tx) error {
 		if _, err := chatRole(ctx, tx, room, acct); err != nil {
@@ -692,19 +622,17 @@ func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct st
 		if _, err := chatRole(ctx, tx, room, acct); err != nil {
 			return err
 		}
-		first := storage.ChatRevision{Seq: seq}
-		var kind string
-		var created int64
+		var kind, body string
+		var sender, created int64
 		err := tx.QueryRowContext(ctx, `SELECT kind, sender, COALESCE(orig_body, body), created FROM chat_messages
-			WHERE room = ? AND seq = ?`, room, seq).Scan(&kind, &first.Sender, &first.Body, &created)
+			WHERE room = ? AND seq = ?`, room, seq).Scan(&kind, &sender, &body, &created)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && !storage.ChatKind(kind).IsMessage() {
 			return fmt.Errorf("message %d of room %d: %w", seq, room, storage.ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		first.Kind, first.Time = storage.ChatKind(kind), fromUnixNano(created)
-		out = append(out, first)
+		out = append(out, storage.NewChatRevision(seq, kind, sender, body, created))
 		rows, err := tx.QueryContext(ctx, `SELECT seq, kind, sender, body, created FROM chat_messages
 			WHERE room = ? AND target = ? AND target != 0 ORDER BY seq`, room, seq)
 		if err != nil {
@@ -712,12 +640,11 @@ func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct st
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var r storage.ChatRevision
-			if err := rows.Scan(&r.Seq, &kind, &r.Sender, &r.Body, &created); err != nil {
+			var rseq uint64
+			if err := rows.Scan(&rseq, &kind, &sender, &body, &created); err != nil {
 				return err
 			}
-			r.Kind, r.Time = storage.ChatKind(kind), fromUnixNano(created)
-			out = append(out, r)
+			out = append(out, storage.NewChatRevision(rseq, kind, sender, body, created))
 		}
 		return rows.Err()
 	})
@@ -726,27 +653,24 @@ func (s *Store) MessageHistory(ctx context.Context, room storage.RoomID, acct st
 
 // ftsQuery turns a user's query into an FTS5 query: every folded word, as
 // a quoted prefix term, all required.
-func ftsQuery(query string) string {
-	words := storage.ChatSearchWords(query)
+func ftsQuery(query string) string { return ftsTerms(storage.ChatSearchWords(query)) }
+
+// ftsTerms is ftsQuery of already folded words (storage.ChatSearchWords).
+func ftsTerms(words []string) string {
+	terms := make([]string, len(words))
 	for i, w := range words {
-		words[i] = `"` + strings.ReplaceAll(w, `"`, `""`) + `"*`
+		terms[i] = `"` + strings.ReplaceAll(w, `"`, `""`) + `"*`
 	}
-	return strings.Join(words, " AND ")
+	return strings.Join(terms, " AND ")
 }
 
 // SearchMessages searches the messages of acct's rooms (FTS5, see above).
 func (s *Store) SearchMessages(ctx context.Context, acct storage.AccountID, query string, limit int) ([]storage.ChatMessage, error) {
-	limit, err := storage.ChatLimit(limit)
+	words, limit, err := storage.CheckChatSearch(query, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: search messages: %w", err)
 	}
-	if len(query) > storage.MaxChatBody {
-		return nil, fmt.Errorf("sqlite: search messages: query of %d bytes: %w", len(query), storage.ErrTooLarge)
-	}
-	q := ftsQuery(query)
-	if q == "" {
-		return nil, fmt.Errorf("sqlite: search messages: no word in query: %w", storage.ErrInvalid)
-	}
+	q := ftsTerms(words)
 	var out []storage.ChatMessage
 	err = s.read(ctx, "search messages", func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+msgCols+` FROM chat_fts f
@@ -779,7 +703,7 @@ func (s *Store) SetReadMarker(ctx context.Context, room storage.RoomID, acct sto
 		var last uint64
 		var err error
 		cur, last, err = marker(ctx, tx)
-		if err == nil && min(seq, last) <= cur {
+		if _, move := storage.ReadMarkerTo(seq, cur, last); err == nil && !move {
 			seq = 0
 		}
 		return err
@@ -793,8 +717,8 @@ func (s *Store) SetReadMarker(ctx context.Context, room storage.RoomID, acct sto
 			return err
 		}
 		cur = c
-		to := min(seq, last)
-		if to <= c {
+		to, move := storage.ReadMarkerTo(seq, c, last)
+		if !move {
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE chat_members SET read_seq = ?, read_at = ? WHERE room = ? AND account = ?`,
@@ -802,8 +726,7 @@ func (s *Store) SetReadMarker(ctx context.Context, room storage.RoomID, acct sto
 			return err
 		}
 		cur = to
-		return publishRoom(ctx, tx, ch, room, storage.Change{Kind: storage.ChangeChat, Room: room, Seq: to,
-			Chat: storage.ChatChangeRead, Account: acct})
+		return publishRoom(ctx, tx, ch, room, storage.ReadChange(room, to, acct))
 	})
 	return cur, err
 }
@@ -894,7 +817,7 @@ func (s *Store) Notify(ctx context.Context, n storage.Notification) (storage.Not
 			return err
 		}
 		n.ID = storage.NotificationID(id)
-		ch.add(n.Account, storage.Change{Kind: storage.ChangeChatNotification, Room: n.Room, Seq: n.Seq, Notification: n.ID})
+		ch.add(n.Account, storage.NotificationChange(n))
 		return nil
 	})
 	if err != nil {
@@ -918,14 +841,11 @@ func (s *Store) Notifications(ctx context.Context, acct storage.AccountID, after
 		}
 		defer rows.Close()
 		for rows.Next() {
-			n := storage.Notification{Account: acct}
-			var kind string
-			var created, read int64
-			if err := rows.Scan(&n.ID, &kind, &n.Room, &n.Seq, &n.Document, &n.Text, &created, &read); err != nil {
+			var r storage.NotificationRow
+			if err := rows.Scan(r.Dest()...); err != nil {
 				return err
 			}
-			n.Kind, n.Created, n.Read = storage.NotificationKind(kind), fromUnixNano(created), read != 0
-			out = append(out, n)
+			out = append(out, r.Notification(acct))
 		}
 		return rows.Err()
 	})

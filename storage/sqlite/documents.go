@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -74,7 +73,7 @@ func (s *Store) AddDocuments(ctx context.Context, docs []storage.DocumentRecord)
 				return err
 			}
 			ids = append(ids, storage.DocumentID(id))
-			ch.add(d.Account, storage.Change{Kind: storage.ChangeDocumentReceived, Mailbox: d.Mailbox, UID: d.UID, Document: storage.DocumentID(id)})
+			ch.add(d.Account, storage.DocumentChange(d, storage.DocumentID(id)))
 		}
 		return nil
 	})
@@ -88,14 +87,9 @@ const documentColumns = `id, account, mailbox, uid, message_id, recipient, patie
 	type_code, type_display, title, author_id, author_name, custodian, valid, problems, received, metadata`
 
 func scanDocument(row interface{ Scan(...any) error }) (storage.DocumentRecord, error) {
-	var d storage.DocumentRecord
-	var uid, received int64
-	var valid int
-	err := row.Scan(&d.ID, &d.Account, &d.Mailbox, &uid, &d.MessageID, &d.Recipient, &d.PatientINS, &d.INSKind,
-		&d.PatientName, &d.TypeCode, &d.TypeDisplay, &d.Title, &d.AuthorID, &d.AuthorName, &d.Custodian, &valid,
-		&d.Problems, &received, &d.Metadata)
-	d.UID, d.Valid, d.Received = uint32(uid), valid != 0, fromUnixNano(received)
-	return d, err
+	var r storage.DocumentRow
+	err := row.Scan(r.Dest()...)
+	return r.Record(), err
 }
 
 func queryDocuments(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]storage.DocumentRecord, error) {
@@ -150,8 +144,8 @@ func (s *Store) Document(ctx context.Context, acct storage.AccountID, id storage
 // (Received) first, at most limit. An empty INS (documents without one) or
 // a limit below 1 is ErrInvalid.
 func (s *Store) DocumentsByPatient(ctx context.Context, acct storage.AccountID, ins string, limit int) ([]storage.DocumentRecord, error) {
-	if ins == "" || limit < 1 {
-		return nil, fmt.Errorf("sqlite: documents by patient: empty INS or limit %d: %w", limit, storage.ErrInvalid)
+	if err := storage.CheckPatientQuery(ins, limit); err != nil {
+		return nil, fmt.Errorf("sqlite: documents by patient: %w", err)
 	}
 	var out []storage.DocumentRecord
 	err := s.read(ctx, "documents by patient", func(tx *sql.Tx) error {
@@ -206,12 +200,9 @@ const tokenSelect = `SELECT t.id, t.account, a.address, t.name, t.hash, t.create
 	FROM api_tokens t JOIN accounts a ON a.id = t.account`
 
 func scanToken(row interface{ Scan(...any) error }) (storage.APIToken, error) {
-	var t storage.APIToken
-	var created, expires, used int64
-	var revoked int
-	err := row.Scan(&t.ID, &t.Account, &t.Address, &t.Name, &t.Hash, &created, &expires, &used, &revoked)
-	t.Created, t.Expires, t.LastUsed, t.Revoked = fromUnixNano(created), timeOrZero(expires), timeOrZero(used), revoked != 0
-	return t, err
+	var r storage.APITokenRow
+	err := row.Scan(r.Dest()...)
+	return r.Token(), err
 }
 
 // APITokenByHash finds a token neither revoked nor expired at now
@@ -254,9 +245,7 @@ func (s *Store) APITokenByHash(ctx context.Context, hash string, now time.Time) 
 		if err != nil {
 			return storage.APIToken{}, err
 		}
-		if now.After(t.LastUsed) {
-			t.LastUsed = now.UTC()
-		}
+		storage.TokenUsed(&t, now)
 	}
 	return t, nil
 }
@@ -335,8 +324,7 @@ func (s *Store) SentDocument(ctx context.Context, acct storage.AccountID, id str
 		if err != nil {
 			return err
 		}
-		d.Created = fromUnixNano(created)
-		return json.Unmarshal([]byte(rcpts), &d.Recipients)
+		return storage.DecodeSentDocument(&d, rcpts, created)
 	})
 	if err != nil {
 		return storage.SentDocument{}, err

@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/relais-mssante/relais/storage"
 )
-
-const delim = string(storage.MailboxDelimiter)
 
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -279,18 +276,9 @@ func dropOrphanBlobs(ctx context.Context, tx *sql.Tx, blobs []int64) error {
 // its messages (UIDs kept) to a new mailbox and leaves INBOX empty; INBOX's
 // children are not renamed.
 func (s *Store) RenameMailbox(ctx context.Context, acct storage.AccountID, from, to string) error {
-	from, err := storage.NormMailboxName(from)
+	from, to, err := storage.CheckRename(from, to)
 	if err != nil {
-		return fmt.Errorf("sqlite: rename mailbox: %w", storage.ErrNotFound)
-	}
-	if to, err = storage.NormMailboxName(to); err != nil {
 		return fmt.Errorf("sqlite: rename mailbox: %w", err)
-	}
-	if to == "INBOX" {
-		return fmt.Errorf("sqlite: rename mailbox: INBOX: %w", storage.ErrExists)
-	}
-	if from != "INBOX" && strings.HasPrefix(to, from+delim) {
-		return fmt.Errorf("sqlite: rename mailbox %q into itself: %w", from, storage.ErrInvalid)
 	}
 	return s.write(ctx, "rename mailbox", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
 		src, err := mailboxByName(ctx, tx, acct, from)
@@ -300,45 +288,39 @@ func (s *Store) RenameMailbox(ctx context.Context, acct storage.AccountID, from,
 		if from == "INBOX" {
 			return renameInbox(ctx, tx, ch, acct, src, to)
 		}
-		type rename struct {
-			id       storage.MailboxID
-			old, new string
-		}
-		renames := []rename{{src.ID, from, to}}
+		renames := []storage.MailboxRename{{ID: src.ID, Old: from, New: to}}
 		// substr counts characters, not bytes.
 		rows, err := tx.QueryContext(ctx, `SELECT id, name FROM mailboxes WHERE account = ? AND substr(name, 1, ?) = ? ORDER BY name`,
-			acct, utf8.RuneCountInString(from+delim), from+delim)
+			acct, utf8.RuneCountInString(storage.ChildPrefix(from)), storage.ChildPrefix(from))
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var r rename
-			if err := rows.Scan(&r.id, &r.old); err != nil {
+			var id storage.MailboxID
+			var old string
+			if err := rows.Scan(&id, &old); err != nil {
 				rows.Close()
 				return err
 			}
-			r.new = to + r.old[len(from):]
-			renames = append(renames, r)
+			renames = append(renames, storage.RenameChild(from, to, id, old))
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, r := range renames {
-			if ok, err := mailboxExists(ctx, tx, acct, r.new); err != nil {
-				return err
-			} else if ok {
-				return fmt.Errorf("mailbox %q: %w", r.new, storage.ErrExists)
-			}
+		if err := storage.CheckRenameTargets(renames, func(name string) (bool, error) {
+			return mailboxExists(ctx, tx, acct, name)
+		}); err != nil {
+			return err
 		}
 		if err := createParents(ctx, tx, ch, acct, to); err != nil {
 			return err
 		}
 		for _, r := range renames {
-			if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET name = ? WHERE id = ?`, r.new, r.id); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET name = ? WHERE id = ?`, r.New, r.ID); err != nil {
 				return err
 			}
-			ch.add(acct, storage.Change{Kind: storage.ChangeMailboxRenamed, Mailbox: r.id, Name: r.new})
+			ch.add(acct, r.Change())
 		}
 		return nil
 	})

@@ -90,13 +90,13 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, internalDate time.Time,
 }
 
 func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate time.Time, rcpts []storage.Recipient) ([]storage.Delivered, error) {
-	ld, err := s.prepareLocal(raw, internalDate, rcpts)
+	ld, err := storage.PrepareLocal(raw, internalDate, rcpts, s.maxSize, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	var out []storage.Delivered
 	err = s.write(ctx, op, func(ctx context.Context, tx *sql.Tx, ch *changes) error {
-		d, err := ld.deliverTx(ctx, tx, ch)
+		d, err := deliverTx(ctx, tx, ch, ld)
 		out = d
 		return err
 	})
@@ -106,64 +106,27 @@ func (s *Store) deliver(ctx context.Context, op string, raw []byte, internalDate
 	return out, nil
 }
 
-// localDelivery is a message checked and parsed for its local copies,
-// ready for deliverTx inside a write job (Deliver, Append, Submit).
-type localDelivery struct {
-	p       *storage.ParsedMessage
-	rcpts   []storage.Recipient
-	targets []localTarget
-}
-
-type localTarget struct {
-	name  string
-	flags []string
-}
-
-// prepareLocal checks the recipients and parses the message, outside the
-// write transaction.
-func (s *Store) prepareLocal(raw []byte, internalDate time.Time, rcpts []storage.Recipient) (*localDelivery, error) {
-	if len(rcpts) == 0 {
-		return nil, fmt.Errorf("no recipients: %w", storage.ErrInvalid)
-	}
-	targets := make([]localTarget, len(rcpts))
-	for i, r := range rcpts {
-		name, err := storage.NormMailboxName(r.Mailbox)
-		if err != nil {
-			return nil, storage.ErrNotFound
-		}
-		flags, err := storage.NormFlags(r.Flags)
-		if err != nil {
-			return nil, err
-		}
-		targets[i] = localTarget{name, flags}
-	}
-	p, err := storage.ParseMessage(raw, internalDate, s.maxSize, s.log)
-	if err != nil {
-		return nil, err
-	}
-	return &localDelivery{p: p, rcpts: rcpts, targets: targets}, nil
-}
-
 // deliverTx stores the copies in tx, all sharing one blob, and records the
 // changes to publish after commit. An unknown account or mailbox is
 // ErrNotFound (the caller's job then rolls back: nothing is stored).
-func (ld *localDelivery) deliverTx(ctx context.Context, tx *sql.Tx, ch *changes) ([]storage.Delivered, error) {
-	out := make([]storage.Delivered, 0, len(ld.rcpts))
-	blob, err := insertBlob(ctx, tx, ld.p)
+func deliverTx(ctx context.Context, tx *sql.Tx, ch *changes, ld *storage.LocalDelivery) ([]storage.Delivered, error) {
+	out := make([]storage.Delivered, 0, len(ld.Recipients))
+	blob, err := insertBlob(ctx, tx, ld.Parsed)
 	if err != nil {
 		return nil, err
 	}
-	for i, r := range ld.rcpts {
-		m, err := deliveryMailbox(ctx, tx, ch, r.Account, ld.targets[i].name, r.SpecialUse)
+	for i, r := range ld.Recipients {
+		m, err := deliveryMailbox(ctx, tx, ch, r.Account, ld.Targets[i].Mailbox, r.SpecialUse)
 		if err != nil {
 			return nil, fmt.Errorf("account %d: %w", r.Account, err)
 		}
-		uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, ld.targets[i].flags, unixNano(ld.p.InternalDate), int64(len(ld.p.Raw)))
+		uid, modseq, err := insertMessage(ctx, tx, m.ID, blob, ld.Targets[i].Flags, unixNano(ld.Parsed.InternalDate), int64(len(ld.Parsed.Raw)))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, storage.Delivered{Account: r.Account, Mailbox: m.ID, UIDValidity: m.UIDValidity, UID: uid})
-		ch.add(r.Account, storage.Change{Kind: storage.ChangeMessageAdded, Mailbox: m.ID, UID: uid, ModSeq: modseq, Flags: ld.targets[i].flags})
+		d, change := ld.Stored(i, m, uid, modseq)
+		out = append(out, d)
+		ch.add(r.Account, change)
 	}
 	return out, nil
 }
@@ -196,14 +159,11 @@ func scanMessages(rows *sql.Rows) ([]storage.MessageInfo, error) {
 	defer rows.Close()
 	var out []storage.MessageInfo
 	for rows.Next() {
-		var mi storage.MessageInfo
-		var uid, modseq, date int64
-		var flags string
-		if err := rows.Scan(&uid, &modseq, &flags, &date, &mi.Size, &mi.Summary); err != nil {
+		var r storage.MessageInfoRow
+		if err := rows.Scan(r.Dest()...); err != nil {
 			return nil, err
 		}
-		mi.UID, mi.ModSeq, mi.Flags, mi.InternalDate = uint32(uid), uint64(modseq), storage.SplitFlags(flags), fromUnixNano(date)
-		out = append(out, mi)
+		out = append(out, r.Info())
 	}
 	return out, rows.Err()
 }
@@ -281,10 +241,7 @@ func (s *Store) SearchText(ctx context.Context, acct storage.AccountID, mbox sto
 // UNCHANGEDSINCE), messages whose modseq is higher are left alone and
 // returned in failed.
 func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uids []uint32, op storage.FlagOp, flags []string, unchangedSince uint64) (updated []storage.FlagUpdate, failed []uint32, err error) {
-	if op != storage.FlagsSet && op != storage.FlagsAdd && op != storage.FlagsRemove {
-		return nil, nil, fmt.Errorf("sqlite: store flags: op %d: %w", op, storage.ErrInvalid)
-	}
-	nflags, err := storage.NormFlags(flags)
+	nflags, err := storage.CheckFlagOp(op, flags)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: store flags: %w", err)
 	}
@@ -301,11 +258,7 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 		if err != nil {
 			return err
 		}
-		type change struct {
-			uid   uint32
-			flags []string
-		}
-		var todo []change
+		plan := storage.FlagPlan{Op: op, Flags: nflags, UnchangedSince: unchangedSince}
 		for rows.Next() {
 			var uid, modseq int64
 			var cur string
@@ -313,19 +266,14 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 				rows.Close()
 				return err
 			}
-			if unchangedSince > 0 && uint64(modseq) > unchangedSince {
-				failed = append(failed, uint32(uid))
-				continue
-			}
-			if next, changed := storage.ApplyFlags(storage.SplitFlags(cur), op, nflags); changed {
-				todo = append(todo, change{uint32(uid), next})
-			}
+			plan.Add(uint32(uid), uint64(modseq), cur)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(todo) == 0 {
+		failed = plan.Failed
+		if len(plan.Updates) == 0 {
 			return nil
 		}
 		modseq, err := bumpModSeq(ctx, tx, mbox)
@@ -337,14 +285,15 @@ func (s *Store) StoreFlags(ctx context.Context, acct storage.AccountID, mbox sto
 			return err
 		}
 		defer stmt.Close()
-		for _, c := range todo {
-			if _, err := stmt.ExecContext(ctx, storage.JoinFlags(c.flags), boolInt(storage.HasFlag(c.flags, storage.FlagSeen)),
-				boolInt(storage.HasFlag(c.flags, storage.FlagDeleted)), modseq, mbox, c.uid); err != nil {
+		for _, c := range plan.Updates {
+			if _, err := stmt.ExecContext(ctx, storage.JoinFlags(c.Flags), boolInt(storage.HasFlag(c.Flags, storage.FlagSeen)),
+				boolInt(storage.HasFlag(c.Flags, storage.FlagDeleted)), modseq, mbox, c.UID); err != nil {
 				return err
 			}
-			updated = append(updated, storage.FlagUpdate{UID: c.uid, ModSeq: modseq, Flags: c.flags})
-			ch.add(acct, storage.Change{Kind: storage.ChangeFlags, Mailbox: mbox, UID: c.uid, ModSeq: modseq, Flags: c.flags})
 		}
+		var changes []storage.Change
+		updated, changes = plan.Done(mbox, modseq)
+		ch.add(acct, changes...)
 		return nil
 	})
 	if err != nil {

@@ -66,52 +66,46 @@ func enqueueTx(ctx context.Context, tx *sql.Tx, p *storage.PreparedOutbound, now
 // Submit stores a submission in one transaction: the local copies (as
 // Deliver), the queue entry and the delivery status rows.
 func (s *Store) Submit(ctx context.Context, sub storage.Submission) ([]storage.Delivered, storage.QueueID, error) {
-	ps, err := storage.PrepareSubmission(sub, s.maxSize, time.Now())
+	ps, err := storage.PrepareSubmission(sub, s.maxSize, time.Now(), s.log)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
-	}
-	var ld *localDelivery
-	if len(sub.Local) > 0 {
-		if ld, err = s.prepareLocal(sub.Raw, sub.InternalDate, sub.Local); err != nil {
-			return nil, 0, fmt.Errorf("sqlite: submit: %w", err)
-		}
 	}
 	var (
 		out []storage.Delivered
 		id  storage.QueueID
 	)
 	err = s.write(ctx, "submit", func(ctx context.Context, tx *sql.Tx, ch *changes) error {
-		out, id = nil, 0
-		if ld != nil {
-			d, err := ld.deliverTx(ctx, tx, ch)
-			if err != nil {
-				return err
-			}
-			out = d
-		}
-		if ps.Outbound != nil {
-			q, err := enqueueTx(ctx, tx, ps.Outbound, time.Now())
-			if err != nil {
-				return err
-			}
-			id = q
-		}
-		if ps.WithStatus {
-			if err := accountExists(ctx, tx, sub.Account); err != nil {
-				return err
-			}
-			for _, st := range ps.Statuses {
-				if err := setStatusTx(ctx, tx, sub.Account, st); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		var err error
+		out, id, err = ps.Write(ctx, submitTx{tx, ch}, sub.Account)
+		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	return out, id, nil
+}
+
+// submitTx runs Submit's steps (storage.SubmitTx, for
+// storage.PreparedSubmission.Write) in a write transaction.
+type submitTx struct {
+	tx *sql.Tx
+	ch *changes
+}
+
+func (t submitTx) DeliverLocal(ctx context.Context, ld *storage.LocalDelivery) ([]storage.Delivered, error) {
+	return deliverTx(ctx, t.tx, t.ch, ld)
+}
+
+func (t submitTx) Enqueue(ctx context.Context, p *storage.PreparedOutbound) (storage.QueueID, error) {
+	return enqueueTx(ctx, t.tx, p, time.Now())
+}
+
+func (t submitTx) AccountExists(ctx context.Context, acct storage.AccountID) error {
+	return accountExists(ctx, t.tx, acct)
+}
+
+func (t submitTx) SetStatus(ctx context.Context, acct storage.AccountID, st storage.DeliveryStatus) error {
+	return setStatusTx(ctx, t.tx, acct, st)
 }
 
 // Enqueue queues a message alone, durably; its recipients are due at once.
@@ -220,17 +214,13 @@ func loadEntries(ctx context.Context, q querier, ids []int64) ([]storage.QueueEn
 		return nil, err
 	}
 	var out []storage.QueueEntry
-	index := map[storage.QueueID]int{}
 	for rows.Next() {
-		var e storage.QueueEntry
-		var created, expires, lease int64
-		if err := rows.Scan(&e.ID, &e.Account, &e.Sender, &e.MessageID, &e.Ret, &e.EnvID, &e.Size, &created, &expires, &lease); err != nil {
+		var r storage.QueueEntryRow
+		if err := rows.Scan(r.Dest()...); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		e.Created, e.Expires, e.LeaseUntil = fromUnixNano(created), timeOrZero(expires), timeOrZero(lease)
-		index[e.ID] = len(out)
-		out = append(out, e)
+		out = append(out, r.Entry())
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -246,22 +236,11 @@ func loadEntries(ctx context.Context, q querier, ids []int64) ([]storage.QueueEn
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var (
-			entry                storage.QueueID
-			r                    storage.QueueRecipient
-			notify, state        string
-			next, last, notified int64
-		)
-		if err := rows.Scan(&entry, &r.Address, &r.Domain, &notify, &r.ORCPT, &state, &r.Attempts, &next, &last, &r.LastError, &notified); err != nil {
+		var r storage.QueueRecipientRow
+		if err := rows.Scan(r.Dest()...); err != nil {
 			return nil, err
 		}
-		r.Notify, r.State, r.LastAttempt, r.DelayNotified = storage.SplitNotify(notify), storage.QueueState(state), timeOrZero(last), notified != 0
-		if r.State == storage.QueuePending {
-			r.NextAttempt = timeOrZero(next)
-		}
-		if i, ok := index[entry]; ok {
-			out[i].Recipients = append(out[i].Recipients, r)
-		}
+		storage.AddQueueRecipient(out, storage.QueueID(r.Entry), r.Recipient())
 	}
 	return out, rows.Err()
 }
@@ -314,13 +293,9 @@ func (s *Store) RecordAttempt(ctx context.Context, id storage.QueueID, results [
 			return fmt.Errorf("queue entry %d: %w", id, err)
 		}
 		for _, u := range apply {
-			next := int64(0)
-			if u.State == storage.QueuePending {
-				next = unixNano(u.NextAttempt)
-			}
 			if _, err := tx.ExecContext(ctx, `UPDATE queue_recipients SET state = ?, attempts = attempts + 1, next_attempt = ?,
 				last_attempt = ?, last_error = ?, delay_notified = max(delay_notified, ?) WHERE entry = ? AND seq = ?`,
-				string(u.State), next, unixNano(u.At), u.Error, boolInt(u.DelayNotified), id, seqs[u.Address]); err != nil {
+				string(u.State), storage.AttemptNextNanos(u), unixNano(u.At), u.Error, boolInt(u.DelayNotified), id, seqs[u.Address]); err != nil {
 				return err
 			}
 		}
@@ -355,8 +330,7 @@ func (s *Store) QueueEntry(ctx context.Context, id storage.QueueID) (storage.Que
 // batches, each from one snapshot, and fn runs outside any transaction (it
 // may call the store); an error from fn stops the walk and is returned.
 func (s *Store) QueueEntries(ctx context.Context, fn func(storage.QueueEntry) error) error {
-	var after int64
-	for {
+	return storage.WalkQueue(func(after storage.QueueID) ([]storage.QueueEntry, error) {
 		var batch []storage.QueueEntry
 		err := s.read(ctx, "queue entries", func(tx *sql.Tx) error {
 			rows, err := tx.QueryContext(ctx, `SELECT id FROM queue_entries WHERE id > ? ORDER BY id LIMIT ?`, after, queueListBatch)
@@ -379,19 +353,8 @@ func (s *Store) QueueEntries(ctx context.Context, fn func(storage.QueueEntry) er
 			batch, err = loadEntries(ctx, tx, ids)
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		if len(batch) == 0 {
-			return nil
-		}
-		for _, e := range batch {
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		after = int64(batch[len(batch)-1].ID)
-	}
+		return batch, err
+	}, fn)
 }
 
 // RetryQueue makes every pending recipient of an entry due at now and drops
