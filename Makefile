@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory bench-smime bench-chat bench-crash clean
+.PHONY: all build run test test-deps check fmt vet lint unit race fuzz bench bench-directory bench-smime bench-chat bench-crash bench-compare clean
 
 all: build
 
@@ -62,6 +62,11 @@ bench:
 # The directory at national scale: 2M-line RPPS import and search latency.
 bench-directory:
 	bench/directory.sh
+
+# Relais beside Postfix+Dovecot (installed from Debian's packages): SMTP
+# ingest, an IMAP mixed workload, memory per idle connection.
+bench-compare:
+	bench/compare.sh
 
 # kill -9 under mixed load, 20 rounds: nothing acknowledged may be lost.
 bench-crash:
