@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ type Accounts interface {
 type Authenticator struct {
 	accounts Accounts
 	throttle *Throttle
+	hashing  chan struct{} // one slot per verification running
 	// dummy is verified when the account does not exist so that timing does
 	// not tell which addresses exist; made on first use.
 	dummyOnce sync.Once
@@ -41,7 +43,8 @@ func New(accounts Accounts, throttle *Throttle) *Authenticator {
 	if throttle == nil {
 		throttle = NewThrottle()
 	}
-	return &Authenticator{accounts: accounts, throttle: throttle}
+	return &Authenticator{accounts: accounts, throttle: throttle,
+		hashing: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 }
 
 // Authenticate returns the account whose address is username when password
@@ -61,7 +64,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		a.dummyOnce.Do(func() { a.dummy, _ = HashPassword("relais-dummy-password", DefaultParams) })
 		hash = a.dummy
 	}
+	// argon2id takes 64 MiB and all of a core for a while: more
+	// verifications at once than there are cores only add memory (a burst
+	// of 1,000 logins would ask for 64 GiB), so the rest wait their turn.
+	select {
+	case a.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return storage.Account{}, fmt.Errorf("authn: %w", ctx.Err())
+	}
 	ok, verr := VerifyPassword(hash, password)
+	<-a.hashing
 	if err != nil || verr != nil || !ok {
 		a.throttle.Fail(userKey)
 		a.throttle.Fail(ipKey)

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,4 +100,39 @@ func TestAuthenticateThrottlesPerAccountAndIP(t *testing.T) {
 	// Unknown accounts fail like wrong passwords.
 	_, err = a.Authenticate(ctx, "nobody@demo.test", "x", &net.TCPAddr{IP: net.ParseIP("127.0.0.3")})
 	assert.ErrorIs(t, err, ErrBadCredentials)
+}
+
+// TestVerificationsBounded: when every verification slot is taken (as by
+// a burst of logins), a login waits for one (giving up with its context)
+// instead of starting one more 64 MiB argon2id; once a slot frees, logins
+// go through, and a burst returns every slot.
+func TestVerificationsBounded(t *testing.T) {
+	hash, err := HashPassword("s3cret", cheap)
+	require.NoError(t, err)
+	a := New(accounts{"a@example.org": {ID: 1, Address: "a@example.org", PasswordHash: hash}}, nil)
+	for range cap(a.hashing) {
+		a.hashing <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = a.Authenticate(ctx, "a@example.org", "s3cret", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "no slot free: the login waited")
+	<-a.hashing
+	_, err = a.Authenticate(context.Background(), "a@example.org", "s3cret", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err, "one slot free: the login goes through")
+	for range cap(a.hashing) - 1 {
+		<-a.hashing
+	}
+
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.Authenticate(context.Background(), "a@example.org", "s3cret", &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))})
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	assert.Zero(t, len(a.hashing), "every slot given back")
 }
