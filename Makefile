@@ -46,8 +46,11 @@ unit:
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 
 # The race detector on the packages with shared state.
+# storage/postgres runs its multi-node tests under the race detector; its
+# conformance suite, the same as SQLite's, ran in unit.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./storage/... ./internal/... ./imap/... ./smtp/... ./directory/... ./crypto/... ./document/... ./chat/...
+	$(GO) test -count=1 -race -timeout 10m $$($(GO) list ./storage/... | grep -v '/storage/postgres$$') ./internal/... ./imap/... ./smtp/... ./directory/... ./crypto/... ./document/... ./chat/...
+	$(GO) test -count=1 -race -timeout 10m -run 'TwoNodes|AcrossNodes|Concurrent' ./storage/postgres
 
 # A bounded run of each fuzz target (longer runs: bench/fuzz.sh). 8 s each
 # keeps the 28 targets (about 3 s of build and start-up each) within
