@@ -207,6 +207,10 @@ type Store interface {
 	// Messages lists a mailbox in UID order (the sequence numbers are the
 	// positions in this list).
 	Messages(ctx context.Context, acct AccountID, mbox MailboxID) ([]MessageInfo, error)
+	// MessageIndex lists a mailbox like Messages but with Summary nil: it
+	// reads UID, ModSeq, Flags, InternalDate and Size only, cheaply enough
+	// for SELECT and SEARCH on large mailboxes.
+	MessageIndex(ctx context.Context, acct AccountID, mbox MailboxID) ([]MessageInfo, error)
 	// MessagesByUID returns the listed UIDs that still exist, in UID order.
 	MessagesByUID(ctx context.Context, acct AccountID, mbox MailboxID, uids []uint32) ([]MessageInfo, error)
 	// RawMessage returns the bytes as received.

@@ -44,3 +44,48 @@ func BenchmarkFetchBody(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/msg")
 }
+
+// BenchmarkSelect selects a mailbox of 2,000 messages (issue 7: SELECT
+// reads the message index, not the summaries).
+func BenchmarkSelect(b *testing.B) {
+	e := benchEnv(b, 2000)
+	c := e.dial(nil)
+	b.ResetTimer()
+	for b.Loop() {
+		if d := e.selectBox(c, "INBOX"); d.NumMessages != 2000 {
+			b.Fatalf("%d messages", d.NumMessages)
+		}
+	}
+}
+
+// BenchmarkSearchSubject runs UID SEARCH SUBJECT over 2,000 messages (11
+// match): every message needs its summary.
+func BenchmarkSearchSubject(b *testing.B) {
+	e := benchEnv(b, 2000)
+	c := e.dial(nil)
+	e.selectBox(c, "INBOX")
+	criteria := &imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "Message 199"}}}
+	b.ResetTimer()
+	for b.Loop() {
+		d, err := c.UIDSearch(criteria, nil).Wait()
+		if err != nil || len(d.AllUIDs()) == 0 {
+			b.Fatalf("%v, %v", d, err)
+		}
+	}
+}
+
+// BenchmarkSearchUnseen runs UID SEARCH UNSEEN over 2,000 messages: flags
+// only, no summary read.
+func BenchmarkSearchUnseen(b *testing.B) {
+	e := benchEnv(b, 2000)
+	c := e.dial(nil)
+	e.selectBox(c, "INBOX")
+	criteria := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}
+	b.ResetTimer()
+	for b.Loop() {
+		d, err := c.UIDSearch(criteria, nil).Wait()
+		if err != nil || len(d.AllUIDs()) != 2000 {
+			b.Fatalf("%v, %v", d, err)
+		}
+	}
+}

@@ -214,3 +214,33 @@ func imapSeq(nums ...uint32) imap.SeqSet { return imap.SeqSetNum(nums...) }
 func deleted() *imap.StoreFlags {
 	return &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
 }
+
+// serveOwn starts a second server on st (the env's store wrapped, e.g. to
+// count or fail calls) with cfg's TLS and logger filled in, and returns it
+// with a client logged in as the test user, INBOX selected.
+func (e *env) serveOwn(t *testing.T, cfg imapd.Config, st imapd.Store) (*imapd.Server, *imapclient.Client) {
+	t.Helper()
+	cfg.TLS = e.tlsConf
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	srv := imapd.New(cfg, st, authn.New(e.store, nil))
+	t.Cleanup(func() { srv.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	c, err := imapclient.DialStartTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: e.clientTLS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(testUser, testPassword).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}

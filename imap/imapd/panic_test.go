@@ -2,15 +2,11 @@ package imapd_test
 
 import (
 	"context"
-	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/relais-mssante/relais/imap/imapd"
-	"github.com/relais-mssante/relais/internal/authn"
 	"github.com/relais-mssante/relais/storage"
 )
 
@@ -24,24 +20,8 @@ func (panicky) SearchText(context.Context, storage.AccountID, storage.MailboxID,
 func TestPanicRecoveredAndCounted(t *testing.T) {
 	e := newEnv(t)
 	e.deliver("INBOX", testMessage(1, "m", "x"))
-	srv := imapd.New(imapd.Config{TLS: e.tlsConf, Logger: slog.New(slog.DiscardHandler)}, panicky{e.store}, authn.New(e.store, nil))
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	c, err := imapclient.DialStartTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: e.clientTLS()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login(testUser, testPassword).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	srv, c := e.serveOwn(t, imapd.Config{}, panicky{e.store})
+	var err error
 	_, err = c.Search(&imap.SearchCriteria{Body: []string{"x"}}, nil).Wait()
 	if imapCode(err) != imap.ResponseCodeServerBug {
 		t.Fatalf("SEARCH BODY with a panicking store: %v, want NO [SERVERBUG]", err)

@@ -3,9 +3,12 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"errors"
 	"fmt"
 	"mime"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,12 +22,23 @@ import (
 // Search answers SEARCH (RFC 9051 6.4.4), ESEARCH (RFC 4731) and SEARCHRES
 // (RFC 5182). Criteria are evaluated in Go over MessageInfo and the summary;
 // text criteria compare summary.Fold forms (case and accents ignored).
+//
+// The candidates come from MessageIndex (no summaries). A first pass
+// settles every candidate whose criteria need no summary; the summaries of
+// the others are then read in one MessagesByUID call and those candidates
+// evaluated again: a search on flags, dates or sizes never reads a summary.
+// When the criteria need every summary (summariesForAll), the candidates
+// come from Messages instead, in the one query.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	defer s.guard("search")(&err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.view
-	all, err := s.srv.store.Messages(s.ctx(), s.acct.ID, v.mbox.ID)
+	list, withSummary := s.srv.store.MessageIndex, summariesForAll(criteria)
+	if withSummary {
+		list = s.srv.store.Messages // one scan beats a list of every UID
+	}
+	all, err := list(s.ctx(), s.acct.ID, v.mbox.ID)
 	if err != nil {
 		return nil, s.internal("search", err)
 	}
@@ -32,32 +46,61 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	for i := range all {
 		infos[all[i].UID] = &all[i]
 	}
-	var (
-		data   imap.SearchData
-		seqSet imap.SeqSet
-		uidSet imap.UIDSet
-	)
+	var matched, pending []*candidate
 	max, last := uint32(v.reported), v.lastUID()
 	for i, uid := range v.uids[:v.reported] {
 		info := infos[uid]
 		if info == nil {
 			continue
 		}
-		seq := uint32(i) + 1
-		m := &candidate{s: s, seq: seq, max: max, last: last, info: info, raw: rawMessage{s: s, uid: uid}}
+		m := &candidate{s: s, seq: uint32(i) + 1, max: max, last: last, info: info, withSummary: withSummary, raw: rawMessage{s: s, uid: uid}}
 		ok, err := m.match(criteria)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNeedSummary):
+			pending = append(pending, m)
+		case err != nil:
+			return nil, s.internal("search", err)
+		case ok:
+			matched = append(matched, m)
+		}
+	}
+	if len(pending) > 0 {
+		if err := s.loadSummaries(pending); err != nil {
 			return nil, s.internal("search", err)
 		}
-		if !ok {
-			continue
+		for _, m := range pending {
+			if !m.withSummary {
+				continue // expunged since the index was read
+			}
+			ok, err := m.match(criteria)
+			if err != nil {
+				return nil, s.internal("search", err)
+			}
+			if ok {
+				matched = append(matched, m)
+			}
 		}
+		slices.SortFunc(matched, func(a, b *candidate) int { return cmp.Compare(a.seq, b.seq) })
+	}
+	return s.searchData(kind, matched, options), nil
+}
+
+// searchData builds SEARCH's result from the matching candidates, in
+// sequence order, and saves it for $ when asked (RFC 5182 2.1).
+func (s *session) searchData(kind imapserver.NumKind, matched []*candidate, options *imap.SearchOptions) *imap.SearchData {
+	var (
+		data   imap.SearchData
+		seqSet imap.SeqSet
+		uidSet imap.UIDSet
+	)
+	for _, m := range matched {
+		uid := m.info.UID
 		uidSet.AddNum(imap.UID(uid))
-		num := seq
+		num := m.seq
 		if kind == imapserver.NumKindUID {
 			num = uid
 		} else {
-			seqSet.AddNum(seq)
+			seqSet.AddNum(m.seq)
 		}
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
@@ -75,21 +118,68 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if options != nil && options.ReturnSave {
 		s.searchRes = uidSet // RFC 5182 2.1
 	}
-	return &data, nil
+	return &data
+}
+
+// summariesForAll reports criteria that need the summary of every message:
+// a summary criterion (SENTBEFORE/SENTSINCE/SENTON, or first among the
+// header criteria an envelope field such as SUBJECT or FROM) with nothing
+// cheaper beside it to narrow the candidates first (RFC 9051 6.4.4: the
+// keys of one SEARCH are ANDed).
+func summariesForAll(c *imap.SearchCriteria) bool {
+	if len(c.SeqNum) > 0 || len(c.UID) > 0 || !c.Since.IsZero() || !c.Before.IsZero() ||
+		len(c.Flag) > 0 || len(c.NotFlag) > 0 || c.Larger > 0 || c.Smaller > 0 {
+		return false
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		return true
+	}
+	return len(c.Header) > 0 && envelopeGetter(c.Header[0].Key) != nil
+}
+
+// errNeedSummary stops the evaluation of a candidate whose summary is not
+// loaded yet and that reached a criterion needing it.
+var errNeedSummary = errors.New("imapd: search: summary not loaded")
+
+// loadSummaries reads the summaries of the candidates in one query. Those
+// no longer in the mailbox are left without (withSummary false).
+func (s *session) loadSummaries(cs []*candidate) error {
+	uids := make([]uint32, len(cs))
+	for i, m := range cs {
+		uids[i] = m.info.UID
+	}
+	infos, err := s.srv.store.MessagesByUID(s.ctx(), s.acct.ID, s.view.mbox.ID, uids)
+	if err != nil {
+		return fmt.Errorf("reading summaries: %w", err)
+	}
+	sums := make(map[uint32][]byte, len(infos))
+	for _, info := range infos {
+		sums[info.UID] = info.Summary
+	}
+	for _, m := range cs {
+		if sum, ok := sums[m.info.UID]; ok {
+			// Flags and dates stay those of the index the first pass used.
+			m.info.Summary = sum
+			m.withSummary = true
+		}
+	}
+	return nil
 }
 
 // candidate is one message under evaluation; what it needs from storage
-// beyond MessageInfo is loaded once, on demand.
+// beyond MessageInfo is loaded once, on demand, except its summary, which
+// Search loads in bulk (loadSummaries) before withSummary is set.
 type candidate struct {
-	s         *session
-	seq, max  uint32
-	last      uint32
-	info      *storage.MessageInfo
-	raw       rawMessage
-	sum       *summary.Message
-	text      *[2]string // folded header, body
-	header    textproto.MIMEHeader
-	headerErr error
+	s           *session
+	seq, max    uint32
+	last        uint32
+	info        *storage.MessageInfo
+	withSummary bool // info.Summary was read
+	raw         rawMessage
+	sum         *summary.Message
+	text        *[2]string // folded header, body
+	header      textproto.MIMEHeader
+	headerErr   error
 }
 
 func (m *candidate) match(c *imap.SearchCriteria) (bool, error) {
@@ -193,6 +283,9 @@ func matchDate(t, since, before time.Time) bool {
 
 func (m *candidate) summary() (*summary.Message, error) {
 	if m.sum == nil {
+		if !m.withSummary {
+			return nil, errNeedSummary
+		}
 		sum, err := m.s.summary(m.info, m.raw.get)
 		if err != nil {
 			return nil, err
@@ -218,7 +311,11 @@ func (m *candidate) searchText() (header, body string, err error) {
 // empty value matches every message that has the field.
 func (m *candidate) matchHeader(key, value string) (bool, error) {
 	want := summary.Fold(value)
-	if vals, ok := m.envelopeField(key); ok {
+	vals, ok, err := m.envelopeField(key)
+	if err != nil {
+		return false, err
+	}
+	if ok {
 		if vals == nil {
 			return false, nil
 		}
@@ -233,8 +330,7 @@ func (m *candidate) matchHeader(key, value string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	vals := h[textproto.CanonicalMIMEHeaderKey(key)]
-	for _, v := range vals {
+	for _, v := range h[textproto.CanonicalMIMEHeaderKey(key)] {
 		if strings.Contains(summary.Fold(decodeWords(v)), want) {
 			return true, nil
 		}
@@ -242,34 +338,46 @@ func (m *candidate) matchHeader(key, value string) (bool, error) {
 	return false, nil
 }
 
-// envelopeField answers from the summary for the fields it holds.
-func (m *candidate) envelopeField(key string) ([]string, bool) {
-	var get func(*imap.Envelope) []string
-	switch strings.ToLower(key) {
-	case "subject":
-		get = func(e *imap.Envelope) []string { return nonEmpty(e.Subject) }
-	case "from":
-		get = func(e *imap.Envelope) []string { return addrs(e.From) }
-	case "to":
-		get = func(e *imap.Envelope) []string { return addrs(e.To) }
-	case "cc":
-		get = func(e *imap.Envelope) []string { return addrs(e.Cc) }
-	case "bcc":
-		get = func(e *imap.Envelope) []string { return addrs(e.Bcc) }
-	case "reply-to":
-		get = func(e *imap.Envelope) []string { return addrs(e.ReplyTo) }
-	case "sender":
-		get = func(e *imap.Envelope) []string { return addrs(e.Sender) }
-	case "message-id":
-		get = func(e *imap.Envelope) []string { return nonEmpty(e.MessageID) }
-	default:
-		return nil, false
+// envelopeField answers from the summary for the fields it holds; ok is
+// false for other fields, and when the summary has no envelope. The only
+// error is errNeedSummary.
+func (m *candidate) envelopeField(key string) (vals []string, ok bool, err error) {
+	get := envelopeGetter(key)
+	if get == nil {
+		return nil, false, nil
 	}
 	sum, err := m.summary()
-	if err != nil || sum.Envelope == nil {
-		return nil, false // fall back on the raw header
+	if errors.Is(err, errNeedSummary) {
+		return nil, false, err
 	}
-	return get(sum.Envelope), true
+	if err != nil || sum.Envelope == nil {
+		return nil, false, nil // fall back on the raw header
+	}
+	return get(sum.Envelope), true, nil
+}
+
+// envelopeGetter returns how to read a header field from the envelope, or
+// nil for a field the envelope does not hold.
+func envelopeGetter(key string) func(*imap.Envelope) []string {
+	switch strings.ToLower(key) {
+	case "subject":
+		return func(e *imap.Envelope) []string { return nonEmpty(e.Subject) }
+	case "from":
+		return func(e *imap.Envelope) []string { return addrs(e.From) }
+	case "to":
+		return func(e *imap.Envelope) []string { return addrs(e.To) }
+	case "cc":
+		return func(e *imap.Envelope) []string { return addrs(e.Cc) }
+	case "bcc":
+		return func(e *imap.Envelope) []string { return addrs(e.Bcc) }
+	case "reply-to":
+		return func(e *imap.Envelope) []string { return addrs(e.ReplyTo) }
+	case "sender":
+		return func(e *imap.Envelope) []string { return addrs(e.Sender) }
+	case "message-id":
+		return func(e *imap.Envelope) []string { return nonEmpty(e.MessageID) }
+	}
+	return nil
 }
 
 func nonEmpty(s string) []string {

@@ -30,7 +30,8 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		return nil, s.mailboxErr("select", err)
 	}
 	s.sub.Next()
-	msgs, err := s.srv.store.Messages(s.ctx(), s.acct.ID, mbox.ID)
+	// The view keeps UIDs, modseqs and flags only: no summaries to read.
+	msgs, err := s.srv.store.MessageIndex(s.ctx(), s.acct.ID, mbox.ID)
 	if err != nil {
 		return nil, s.mailboxErr("select", err)
 	}
@@ -134,7 +135,7 @@ func (s *session) absorb(skip func(storage.Change) bool) error {
 		return nil
 	}
 	if overflowed {
-		msgs, err := s.srv.store.Messages(s.ctx(), s.acct.ID, v.mbox.ID)
+		msgs, err := s.srv.store.MessageIndex(s.ctx(), s.acct.ID, v.mbox.ID)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			msgs = nil // the mailbox was deleted

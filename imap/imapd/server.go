@@ -57,6 +57,7 @@ type Store interface {
 
 	Append(ctx context.Context, acct storage.AccountID, mailbox string, msg storage.NewMessage) (storage.Delivered, error)
 	Messages(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID) ([]storage.MessageInfo, error)
+	MessageIndex(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID) ([]storage.MessageInfo, error)
 	MessagesByUID(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uids []uint32) ([]storage.MessageInfo, error)
 	RawMessage(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uid uint32) ([]byte, error)
 	SearchText(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID, uid uint32) (header, body string, err error)

@@ -168,15 +168,32 @@ func scanMessages(rows *sql.Rows) ([]storage.MessageInfo, error) {
 	return out, rows.Err()
 }
 
+// indexColumns are messageColumns without the summary (scanned as nil),
+// read from the messages table alone.
+const indexColumns = `m.uid, m.modseq, m.flags, m.internaldate, m.size, NULL`
+
 // Messages lists a mailbox in UID order.
 func (s *Store) Messages(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID) ([]storage.MessageInfo, error) {
+	return s.listMessages(ctx, "messages", acct, mbox, `SELECT `+messageColumns+` FROM messages m JOIN blobs b ON b.id = m.blob
+			WHERE m.mailbox = ? ORDER BY m.uid`)
+}
+
+// MessageIndex lists a mailbox in UID order like Messages, without the
+// summaries: it reads the messages table only (no join to blobs).
+func (s *Store) MessageIndex(ctx context.Context, acct storage.AccountID, mbox storage.MailboxID) ([]storage.MessageInfo, error) {
+	return s.listMessages(ctx, "message index", acct, mbox, `SELECT `+indexColumns+` FROM messages m
+			WHERE m.mailbox = ? ORDER BY m.uid`)
+}
+
+// listMessages runs query, which lists one mailbox (its one argument), once
+// the mailbox is known to be acct's.
+func (s *Store) listMessages(ctx context.Context, op string, acct storage.AccountID, mbox storage.MailboxID, query string) ([]storage.MessageInfo, error) {
 	var out []storage.MessageInfo
-	err := s.read(ctx, "messages", func(tx *sql.Tx) error {
+	err := s.read(ctx, op, func(tx *sql.Tx) error {
 		if _, err := mailboxByID(ctx, tx, acct, mbox); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN blobs b ON b.id = m.blob
-			WHERE m.mailbox = ? ORDER BY m.uid`, mbox)
+		rows, err := tx.QueryContext(ctx, query, mbox)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,6 +143,55 @@ func testMessagesOrder(t *testing.T, e *env) {
 	require.NoError(t, err)
 	assert.Empty(t, ms)
 	_, err = e.s.Messages(e.ctx, e.alice.ID, 987654)
+	require.ErrorIs(t, err, storage.ErrNotFound)
+}
+
+// testMessageIndex checks that MessageIndex is Messages without the
+// summaries: same messages, order, modseqs, flags, dates and sizes, after
+// flag changes and an expunge, and the same ErrNotFound for a mailbox that
+// is not the account's.
+func testMessageIndex(t *testing.T, e *env) {
+	in := e.mailbox(t, e.alice.ID, "INBOX")
+	for i, s := range []string{"un", "deux", "trois", "quatre", "cinq"} {
+		flags := []string{}
+		if i%2 == 0 {
+			flags = append(flags, storage.FlagSeen, "$Important")
+		}
+		e.append(t, e.alice.ID, "INBOX", textMessage(s, strings.Repeat(s, i+1)), flags...)
+	}
+	e.append(t, e.alice.ID, "Sent", textMessage("ailleurs", "autre boîte"))
+	_, _, err := e.s.StoreFlags(e.ctx, e.alice.ID, in.ID, []uint32{2, 4}, storage.FlagsAdd, []string{storage.FlagFlagged}, 0)
+	require.NoError(t, err)
+	_, _, err = e.s.StoreFlags(e.ctx, e.alice.ID, in.ID, []uint32{3}, storage.FlagsAdd, []string{storage.FlagDeleted}, 0)
+	require.NoError(t, err)
+	_, err = e.s.Expunge(e.ctx, e.alice.ID, in.ID, []uint32{3})
+	require.NoError(t, err)
+
+	full, err := e.s.Messages(e.ctx, e.alice.ID, in.ID)
+	require.NoError(t, err)
+	require.Len(t, full, 4)
+	want := make([]storage.MessageInfo, len(full))
+	for i, m := range full {
+		require.NotEmpty(t, m.Summary)
+		m.Summary = nil
+		want[i] = m
+	}
+	got, err := e.s.MessageIndex(e.ctx, e.alice.ID, in.ID)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	var uids []uint32
+	for _, m := range got {
+		uids = append(uids, m.UID)
+	}
+	assert.Equal(t, []uint32{1, 2, 4, 5}, uids)
+
+	empty := e.mailbox(t, e.alice.ID, "Drafts")
+	got, err = e.s.MessageIndex(e.ctx, e.alice.ID, empty.ID)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	_, err = e.s.MessageIndex(e.ctx, e.bob.ID, in.ID)
+	require.ErrorIs(t, err, storage.ErrNotFound, "another account's mailbox")
+	_, err = e.s.MessageIndex(e.ctx, e.alice.ID, 987654)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 

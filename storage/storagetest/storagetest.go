@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 		{"DeliverAtomic", testDeliverAtomic},
 		{"DeliverSpecialUse", testDeliverSpecialUse},
 		{"MessagesOrder", testMessagesOrder},
+		{"MessageIndex", testMessageIndex},
 		{"RawMessage", testRawMessage},
 		{"Flags", testFlags},
 		{"CondStore", testCondStore},
