@@ -103,7 +103,10 @@ func FuzzREST(f *testing.F) {
 		if p := srv.Stats().Panics; p != 0 {
 			t.Fatalf("%d panics recovered", p)
 		}
-		if rec.Code != http.StatusMethodNotAllowed && rec.Body.Len() > 0 && !json.Valid(rec.Body.Bytes()) {
+		// net/http's own answers are not the API's: 405, and the
+		// redirect of an unclean path ("/api/v1/chat/." to the clean one).
+		mux := rec.Code == http.StatusMethodNotAllowed || rec.Code >= 300 && rec.Code < 400 && rec.Header().Get("Location") != ""
+		if !mux && rec.Body.Len() > 0 && !json.Valid(rec.Body.Bytes()) {
 			t.Fatalf("%s %s: %d, not JSON: %q", method, u, rec.Code, rec.Body)
 		}
 		if strings.Contains(rec.Body.String(), "secret de carol") {
