@@ -232,8 +232,10 @@ const maxAttempts = 8
 // keep effects outside the transaction.
 //
 // Once started, the transaction runs to its end whatever happens to ctx, so
-// that nil always means committed and an error means not committed (or, for
-// a lost connection during COMMIT, unknown: the error says so).
+// that nil always means committed and an error means not committed, except
+// for a connection lost during COMMIT itself, after which PostgreSQL may or
+// may not have committed (if it did, the other nodes see its changes, but
+// this node's subscribers only at their next resynchronisation).
 func (s *Store) write(ctx context.Context, op string, fn func(ctx context.Context, tx pgx.Tx, ch *changes) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
