@@ -291,3 +291,64 @@ func PadIn(vals []any) []any {
 	}
 	return append(vals, make([]any, n-len(vals))...)
 }
+
+// Details are the entries a page's hits are made of, as a store read them:
+// by professional, organisation or address key.
+type Details struct {
+	Profs      map[string]*storage.Professional
+	Acts       map[string][]storage.Activity // by professional, in key order
+	Orgs       map[string]*storage.Organisation
+	ProfMboxes map[string][]storage.MailboxEntry // by professional
+	OrgMboxes  map[string][]storage.MailboxEntry // by organisation
+	Mboxes     map[string]*storage.MailboxEntry  // by address key
+}
+
+// NewDetails returns empty Details, ready to fill.
+func NewDetails() *Details {
+	return &Details{Profs: map[string]*storage.Professional{}, Acts: map[string][]storage.Activity{},
+		Orgs: map[string]*storage.Organisation{}, ProfMboxes: map[string][]storage.MailboxEntry{},
+		OrgMboxes: map[string][]storage.MailboxEntry{}, Mboxes: map[string]*storage.MailboxEntry{}}
+}
+
+// Hits assembles the page's hits in the candidates' order: a professional
+// with its activities, the sites they are at (once each) and its
+// mailboxes; an organisation with its mailboxes; a mailbox alone. An entry
+// missing from d (gone between two reads) is left out.
+func (d *Details) Hits(cs []Candidate) []storage.DirectoryHit {
+	hits := make([]storage.DirectoryHit, 0, len(cs))
+	for _, c := range cs {
+		h := storage.DirectoryHit{Kind: c.Kind}
+		switch c.Kind {
+		case storage.KindProfessional:
+			p := d.Profs[c.Key]
+			if p == nil {
+				continue
+			}
+			h.Professional = p
+			h.Activities = d.Acts[c.Key]
+			seen := map[string]bool{}
+			for _, a := range h.Activities {
+				if o := d.Orgs[a.Organisation]; o != nil && !seen[o.ID] {
+					seen[o.ID] = true
+					h.Sites = append(h.Sites, *o)
+				}
+			}
+			h.Mailboxes = d.ProfMboxes[c.Key]
+		case storage.KindOrganisation:
+			o := d.Orgs[c.Key]
+			if o == nil {
+				continue
+			}
+			h.Organisation = o
+			h.Mailboxes = d.OrgMboxes[c.Key]
+		case storage.KindMailbox:
+			m := d.Mboxes[c.Key]
+			if m == nil {
+				continue
+			}
+			h.Mailbox = m
+		}
+		hits = append(hits, h)
+	}
+	return hits
+}

@@ -733,12 +733,8 @@ func (s *dirSearch) fillHits(cs []dirsearch.Candidate) ([]storage.DirectoryHit, 
 	profIDs := dirTextArray(dirsearch.KeysOf(cs, storage.KindProfessional))
 	orgIDs := dirTextArray(dirsearch.KeysOf(cs, storage.KindOrganisation))
 	addrs := dirTextArray(dirsearch.KeysOf(cs, storage.KindMailbox))
-	profs := map[string]*storage.Professional{}
-	acts := map[string][]storage.Activity{}
-	orgs := map[string]*storage.Organisation{}
-	profMboxes := map[string][]storage.MailboxEntry{}
-	orgMboxes := map[string][]storage.MailboxEntry{}
-	mboxes := map[string]*storage.MailboxEntry{}
+	d := dirsearch.NewDetails()
+	profs, acts, orgs, profMboxes, orgMboxes, mboxes := d.Profs, d.Acts, d.Orgs, d.ProfMboxes, d.OrgMboxes, d.Mboxes
 
 	query := func(q string, keys []string, fn func(pgx.Rows) error) error {
 		if len(keys) == 0 {
@@ -837,40 +833,5 @@ func (s *dirSearch) fillHits(cs []dirsearch.Candidate) ([]storage.DirectoryHit, 
 		return nil, err
 	}
 
-	hits := make([]storage.DirectoryHit, 0, len(cs))
-	for _, c := range cs {
-		h := storage.DirectoryHit{Kind: c.Kind}
-		switch c.Kind {
-		case storage.KindProfessional:
-			p := profs[c.Key]
-			if p == nil {
-				continue // cannot happen in one snapshot
-			}
-			h.Professional = p
-			h.Activities = acts[c.Key]
-			seen := map[string]bool{}
-			for _, a := range h.Activities {
-				if o := orgs[a.Organisation]; o != nil && !seen[o.ID] {
-					seen[o.ID] = true
-					h.Sites = append(h.Sites, *o)
-				}
-			}
-			h.Mailboxes = profMboxes[c.Key]
-		case storage.KindOrganisation:
-			o := orgs[c.Key]
-			if o == nil {
-				continue
-			}
-			h.Organisation = o
-			h.Mailboxes = orgMboxes[c.Key]
-		case storage.KindMailbox:
-			m := mboxes[c.Key]
-			if m == nil {
-				continue
-			}
-			h.Mailbox = m
-		}
-		hits = append(hits, h)
-	}
-	return hits, nil
+	return d.Hits(cs), nil
 }

@@ -887,12 +887,8 @@ func (o searchOwners) Imported(ids []any, fn func(id string)) error {
 // queries.
 func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []dirsearch.Candidate) ([]storage.DirectoryHit, error) {
 	profIDs, orgIDs, addrs := dirsearch.KeysOf(cs, storage.KindProfessional), dirsearch.KeysOf(cs, storage.KindOrganisation), dirsearch.KeysOf(cs, storage.KindMailbox)
-	profs := map[string]*storage.Professional{}
-	acts := map[string][]storage.Activity{}
-	orgs := map[string]*storage.Organisation{}
-	profMboxes := map[string][]storage.MailboxEntry{}
-	orgMboxes := map[string][]storage.MailboxEntry{}
-	mboxes := map[string]*storage.MailboxEntry{}
+	d := dirsearch.NewDetails()
+	profs, acts, orgs, profMboxes, orgMboxes, mboxes := d.Profs, d.Acts, d.Orgs, d.ProfMboxes, d.OrgMboxes, d.Mboxes
 
 	// q's IN list is written by query, of args padded (padIn).
 	query := func(q string, args []any, fn func(*sql.Rows) error) error {
@@ -1015,40 +1011,5 @@ func (s *searchSpec) fillHits(ctx context.Context, tx *sql.Tx, cs []dirsearch.Ca
 		return nil, err
 	}
 
-	hits := make([]storage.DirectoryHit, 0, len(cs))
-	for _, c := range cs {
-		h := storage.DirectoryHit{Kind: c.Kind}
-		switch c.Kind {
-		case storage.KindProfessional:
-			p := profs[c.Key]
-			if p == nil {
-				continue // deleted between the legs and here: cannot happen in one snapshot
-			}
-			h.Professional = p
-			h.Activities = acts[c.Key]
-			seen := map[string]bool{}
-			for _, a := range h.Activities {
-				if o := orgs[a.Organisation]; o != nil && !seen[o.ID] {
-					seen[o.ID] = true
-					h.Sites = append(h.Sites, *o)
-				}
-			}
-			h.Mailboxes = profMboxes[c.Key]
-		case storage.KindOrganisation:
-			o := orgs[c.Key]
-			if o == nil {
-				continue
-			}
-			h.Organisation = o
-			h.Mailboxes = orgMboxes[c.Key]
-		case storage.KindMailbox:
-			m := mboxes[c.Key]
-			if m == nil {
-				continue
-			}
-			h.Mailbox = m
-		}
-		hits = append(hits, h)
-	}
-	return hits, nil
+	return d.Hits(cs), nil
 }
