@@ -352,3 +352,28 @@ func (d *Details) Hits(cs []Candidate) []storage.DirectoryHit {
 	}
 	return hits
 }
+
+// Rows is what ScanCandidates reads: a *sql.Rows or a pgx.Rows.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanCandidates reads a search leg's rows (key, exact, sort, owner) as
+// candidates of kind, their sort key led by the exactness tier. The caller
+// closes rows.
+func ScanCandidates(kind storage.EntryKind, rows Rows) ([]Candidate, error) {
+	var out []Candidate
+	for rows.Next() {
+		var c Candidate
+		var exact int64
+		if err := rows.Scan(&c.Key, &exact, &c.Sort, &c.Prof); err != nil {
+			return nil, err
+		}
+		c.Kind = kind
+		c.Sort = Tier(exact) + c.Sort
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -214,7 +214,8 @@ func (s *dirSearch) leg(kind storage.EntryKind, query string, args []any, dup bo
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
-		got, err := dirScanCandidates(kind, rows)
+		got, err := dirsearch.ScanCandidates(kind, rows)
+		rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
@@ -224,22 +225,6 @@ func (s *dirSearch) leg(kind storage.EntryKind, query string, args []any, dup bo
 		}
 		limit *= 4
 	}
-}
-
-func dirScanCandidates(kind storage.EntryKind, rows pgx.Rows) ([]dirsearch.Candidate, error) {
-	defer rows.Close()
-	var out []dirsearch.Candidate
-	for rows.Next() {
-		var c dirsearch.Candidate
-		var exact int64
-		if err := rows.Scan(&c.Key, &exact, &c.Sort, &c.Prof); err != nil {
-			return nil, err
-		}
-		c.Kind = kind
-		c.Sort = dirsearch.Tier(exact) + c.Sort
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // dirPair is one direction of a name pair: columns a and b (indexed as a

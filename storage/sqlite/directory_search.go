@@ -303,7 +303,8 @@ func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
-		got, err := scanCandidates(kind, rows)
+		got, err := dirsearch.ScanCandidates(kind, rows)
+		rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", kind, err)
 		}
@@ -313,22 +314,6 @@ func (s *searchSpec) leg(ctx context.Context, tx *sql.Tx, kind storage.EntryKind
 		}
 		limit *= 4
 	}
-}
-
-func scanCandidates(kind storage.EntryKind, rows *sql.Rows) ([]dirsearch.Candidate, error) {
-	defer rows.Close()
-	var out []dirsearch.Candidate
-	for rows.Next() {
-		var c dirsearch.Candidate
-		var exact int64
-		if err := rows.Scan(&c.Key, &exact, &c.Sort, &c.Prof); err != nil {
-			return nil, err
-		}
-		c.Kind = kind
-		c.Sort = dirsearch.Tier(exact) + c.Sort
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // pairSide is one direction of a name pair: columns a and b, the index on
